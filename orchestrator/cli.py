@@ -1,0 +1,227 @@
+"""`transfer-sweep`: plan, run, resume, status and report layer-wise transfer sweeps.
+
+Every user mistake ends as one line on stderr and exit code 2 (no traceback); failed trials end a run
+with exit code 1 after everything else has finished.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.plan import Plan, counts, make_plan
+from orchestrator.spec import SpecError, SweepSpec, load_spec, parse_spec
+from orchestrator.store import StoreError, open_store, sweep_prefix
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class UsageError(Exception):
+    """A user-facing one-line problem with the command line."""
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point of the `transfer-sweep` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (SpecError, StoreError, UsageError) as exc:
+        print(f"transfer-sweep: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("transfer-sweep: interrupted; committed results are kept, run `resume` to finish",
+              file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="transfer-sweep", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def spec_args(sp):
+        sp.add_argument("spec", help="sweep spec YAML (see sweeps/)")
+        sp.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a spec field, e.g. --set train.epochs=1 (repeatable)")
+
+    def store_arg(sp, required=False):
+        sp.add_argument("--store", required=required, help="store root: folder or s3://bucket/prefix "
+                        "(default: the spec's store)")
+        sp.add_argument("--endpoint", help="S3 endpoint URL (default: AWS_ENDPOINT_URL)")
+
+    sp = sub.add_parser("plan", help="expand a spec and print the trial counts")
+    spec_args(sp)
+    sp.add_argument("--format", choices=("table", "json"), default="table")
+    sp.set_defaults(func=cmd_plan)
+
+    sp = sub.add_parser("run", help="run a sweep on Ray (local by default)")
+    spec_args(sp)
+    store_arg(sp)
+    sp.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("resume", help="finish a sweep: re-plan it and run what is not committed")
+    sp.add_argument("sweep", help="sweep name")
+    store_arg(sp)
+    sp.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    sp.set_defaults(func=cmd_resume)
+
+    sp = sub.add_parser("status", help="done / running / failed / pending, from the store only")
+    sp.add_argument("sweep", help="sweep name")
+    store_arg(sp)
+    sp.set_defaults(func=cmd_status)
+
+    sp = sub.add_parser("report", help="figures and the paper's claims, from the results")
+    sp.add_argument("sweep", help="sweep name")
+    store_arg(sp)
+    sp.add_argument("--out", help="output folder (default: <store>/sweeps/<name>/report when local, else ./report-<name>)")
+    sp.add_argument("--metric", choices=("top1_paper", "top1_final"), default="top1_paper")
+    sp.set_defaults(func=cmd_report)
+    return p
+
+
+# --- helpers -------------------------------------------------------------------------------------
+def _load(args) -> SweepSpec:
+    spec = load_spec(args.spec, tuple(args.set))
+    if getattr(args, "store", None):
+        spec = spec.model_copy(update={"store": args.store})
+    if getattr(args, "endpoint", None):
+        spec = spec.model_copy(update={"endpoint": args.endpoint})
+    return spec
+
+
+def _stored_spec(args) -> SweepSpec:
+    """The spec a sweep was last run with, read back from the store."""
+    store_uri = args.store or "./store"
+    store = open_store(store_uri, args.endpoint)
+    path = f"{sweep_prefix(args.sweep)}/spec.yaml"
+    try:
+        raw = yaml.safe_load(store.read_bytes(path))
+    except FileNotFoundError:
+        raise UsageError(f"no sweep named {args.sweep!r} in store {store_uri} "
+                         f"(it has: {', '.join(_sweeps(store)) or 'none'})") from None
+    raw["store"], raw["endpoint"] = store_uri, args.endpoint or raw.get("endpoint")
+    return parse_spec(raw, source=store.uri(path))
+
+
+def _sweeps(store) -> list[str]:
+    return sorted({p.split("/")[1] for p in store.list("sweeps") if p.endswith("/spec.yaml")})
+
+
+def _record_spec(spec: SweepSpec, store) -> None:
+    raw = spec.model_dump(mode="json")
+    store.write_bytes(f"{sweep_prefix(spec.name)}/spec.yaml", yaml.safe_dump(raw, sort_keys=False).encode())
+
+
+# --- commands ------------------------------------------------------------------------------------
+def cmd_plan(args) -> int:
+    plan = make_plan(_load(args))
+    c = counts(plan)
+    if args.format == "json":
+        print(json.dumps(c, indent=2))
+        return 0
+    console = Console()
+    console.print(f"sweep {plan.sweep}: {c['total']} trainings, {c['bases']} distinct bases", soft_wrap=True)
+    table = Table()
+    table.add_column("treatment")
+    ns = sorted(int(n) for n in c["by_n"])
+    for n in ns:
+        table.add_column(f"n={n}", justify="right")
+    table.add_column("total", justify="right")
+    for treatment, total in c["by_treatment"].items():
+        per_n = [sum(1 for t in plan.trials if t.treatment == treatment and t.n == n) for n in ns]
+        table.add_row(treatment, *[str(x) if treatment != "base" else "-" for x in per_n], str(total))
+    console.print(table)
+    console.print("by split: " + ", ".join(f"{k} {v}" for k, v in c["by_split"].items()))
+    return 0
+
+
+def cmd_run(args) -> int:
+    return _run(_load(args), args.address)
+
+
+def cmd_resume(args) -> int:
+    return _run(_stored_spec(args), args.address)
+
+
+def _run(spec: SweepSpec, address: Optional[str]) -> int:
+    from orchestrator.progress import SweepProgress  # rich live display: only for commands that run
+    from orchestrator.schedule import ProgressCallback, run_plan
+
+    plan = make_plan(spec)
+    store = open_store(spec.store, spec.endpoint)
+    _record_spec(spec, store)
+    console = Console(stderr=True)
+    holder: dict = {}
+
+    def on_start(to_run: int, already: int, dashboard: Optional[str]) -> None:
+        console.print(f"sweep [bold]{spec.name}[/]: {len(plan)} trials, {already} already committed, "
+                      f"{to_run} to run; store {store.uri()}")
+        if dashboard:
+            console.print(f"Ray dashboard: {dashboard}")
+        holder["progress"] = SweepProgress(console, len(plan), already, spec.name).__enter__()
+
+    class Listener:
+        def __getattr__(self, name):
+            return getattr(holder["progress"], name)
+
+    try:
+        summary = run_plan(plan, spec, spec.store, spec.endpoint, address,
+                           callbacks=[ProgressCallback(Listener())], on_start=on_start)
+    finally:
+        if "progress" in holder:
+            holder["progress"].__exit__(None, None, None)
+    console.print(f"sweep {spec.name}: {summary.already_done + summary.completed}/{summary.planned} "
+                  f"committed ({summary.completed} trained now, {summary.already_done} before) in "
+                  f"{summary.wall_seconds:.0f} s; results: {store.uri('results')}")
+    if not summary.ok:
+        console.print(f"[red]{len(summary.failed)} failed, {len(summary.blocked)} blocked by a failed "
+                      f"base[/]: `transfer-sweep status {spec.name} --store {spec.store}` shows the "
+                      f"errors; `transfer-sweep resume {spec.name}` retries them")
+        return EXIT_FAILED
+    return 0
+
+
+def cmd_status(args) -> int:
+    from orchestrator.status import print_status
+
+    spec = _stored_spec(args)
+    return print_status(spec, make_plan(spec), open_store(spec.store, spec.endpoint), Console())
+
+
+def cmd_report(args) -> int:
+    import pandas as pd
+
+    from orchestrator.report import write_report
+    from orchestrator.store import read_results
+
+    spec = _stored_spec(args)
+    plan: Plan = make_plan(spec)
+    store = open_store(spec.store, spec.endpoint)
+    results = read_results(store, set(plan.by_key())).to_pandas()
+    planned = pd.DataFrame([{k: getattr(t, k) for k in ("key", "name", "split", "source_half", "target_half",
+                                                          "n", "treatment", "seed")} | {"dataset": spec.dataset}
+                            for t in plan.trials])
+    out = Path(args.out) if args.out else (
+        Path(store.uri(f"{sweep_prefix(spec.name)}/report")) if "://" not in spec.store
+        else Path(f"report-{spec.name}"))
+    info = write_report(results, out, planned=planned, title=f"sweep {spec.name} ({spec.dataset})")
+    console = Console()
+    for f in info["files"]:
+        console.print(f"wrote {f}")
+    for claim in info["claims"]:
+        console.print(f"claim {claim.id}: {claim.verdict:<16} {claim.title}")
+    if info["missing"]:
+        console.print(f"[yellow]{len(info['missing'])} planned trials have no result yet[/]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Run a plan as one Ray Tune experiment, releasing each trial the moment its base is committed.
+
+This is the only module that imports Ray. Tune has no notion of dependencies between trials
+(ray-project/ray#23654), so a Searcher does it: `suggest()` hands out a trial only once its base's
+result is in the store, returns None while everything left is waiting, and FINISHED when nothing is
+left. There is no barrier between bases and transfers: a transfer starts seconds after its base.
+
+The store is the source of truth, not Tune's state: trials whose result is committed are never handed
+out, and a trial that runs twice (a retry, a restored experiment) finds its own committed result and
+returns it, so every key gets exactly one row.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import ray
+from ray import tune
+from ray.tune.search import Searcher
+
+from orchestrator.plan import Plan, Trial
+from orchestrator.spec import SweepSpec
+from orchestrator.store import committed_keys, open_store, record_failure, sweep_prefix
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    """What a run did: counts the CLI prints and turns into an exit code."""
+
+    planned: int
+    already_done: int
+    completed: int = 0
+    failed: list[str] = field(default_factory=list)   # keys whose trial errored after all retries
+    blocked: list[str] = field(default_factory=list)  # keys whose base failed, so never started
+    wall_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.blocked
+
+
+class DependencySearcher(Searcher):
+    """Hands out pending trials in plan order as soon as their base trial has committed a result."""
+
+    def __init__(self, trials: list[Trial], done: set[str], store_uri: str, endpoint: Optional[str]):
+        super().__init__(metric="top1_paper", mode="max")
+        self.pending = list(trials)
+        self.done = set(done)
+        self.failed: set[str] = set()
+        self.blocked: list[str] = []
+        self.running: dict[str, str] = {}  # tune trial id -> key
+        self.store_uri, self.endpoint = store_uri, endpoint
+
+    def suggest(self, trial_id: str):
+        for i, trial in enumerate(self.pending):
+            if trial.base_key is None or trial.base_key in self.done:
+                del self.pending[i]
+                self.running[trial_id] = trial.key
+                return {"settings": trial.settings, "store_uri": self.store_uri, "endpoint": self.endpoint}
+        self._block_orphans()
+        if not self.pending:
+            return Searcher.FINISHED
+        return None
+
+    def _block_orphans(self) -> None:
+        """Trials whose base failed for good can never run: give up on them instead of waiting."""
+        keep = []
+        for trial in self.pending:
+            (self.blocked.append(trial.key) if trial.base_key in self.failed else keep.append(trial))
+        self.pending = keep
+
+    def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+        key = self.running.pop(trial_id, None)
+        if key is not None:
+            (self.failed if error else self.done).add(key)
+
+
+def _trainable(config: dict) -> None:
+    """Tune trainable: run one trial in this worker. Imports torch lazily so the driver never does."""
+    from workers.trial import run_trial  # noqa: PLC0415 (the driver must not import torch)
+
+    settings = config["settings"]
+    store = open_store(config["store_uri"], config["endpoint"], check=False)
+    try:
+        row = run_trial(settings, store, report=lambda metrics: tune.report(metrics))
+    except Exception as exc:
+        where = _log_location()
+        record_failure(store, settings["key"], f"{type(exc).__name__}: {exc}".splitlines()[0],
+                       traceback.format_exc(), where)
+        raise
+    tune.report({"top1_paper": row["top1_paper"], "top1_final": row["top1_final"], "committed": 1})
+
+
+def _log_location() -> str:
+    try:
+        ctx = tune.get_context()
+        return f"node {ray.util.get_node_ip_address()}: {ctx.get_trial_dir()}"
+    except Exception:  # noqa: BLE001 (best effort: a log path is a hint, never a reason to fail)
+        return f"node {os.uname().nodename}: Ray worker logs"
+
+
+def ensure_ray(address: Optional[str], temp_dir: Optional[str] = None) -> Optional[str]:
+    """Connect to `address` or start a local Ray; return the dashboard URL when the dashboard is up."""
+    if ray.is_initialized():
+        return _dashboard_url(ray.get_runtime_context())
+    kwargs = dict(log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
+    if address:
+        ctx = ray.init(address=address, **kwargs)
+    else:
+        ctx = ray.init(include_dashboard=True, dashboard_host="127.0.0.1",
+                       _temp_dir=temp_dir or os.environ.get("TRANSFER_SWEEP_RAY_TMP"), **kwargs)
+    return _dashboard_url(ctx)
+
+
+def _dashboard_url(ctx) -> Optional[str]:
+    url = getattr(ctx, "dashboard_url", None)
+    if not url:
+        return None
+    return url if url.startswith("http") else f"http://{url}"
+
+
+def tune_storage(spec: SweepSpec, store_uri: str) -> str:
+    """Tune's experiment state lives beside the sweep in the store (a local path or s3:// URI)."""
+    base = store_uri.rstrip("/")
+    path = f"{base}/{sweep_prefix(spec.name)}/tune"
+    return path if "://" in path else os.path.abspath(path)
+
+
+def run_plan(plan: Plan, spec: SweepSpec, store_uri: str, endpoint: Optional[str] = None,
+             address: Optional[str] = None, callbacks: Optional[list] = None,
+             on_start: Optional[Callable[[int, int, Optional[str]], None]] = None) -> RunSummary:
+    """Train every trial of `plan` not yet committed in the store; return what happened.
+
+    `on_start(to_run, already_done, dashboard_url)` is called once Ray is up (or right away when there
+    is nothing to run, in which case Ray is never started).
+    """
+    started = time.monotonic()
+    store = open_store(store_uri, endpoint)
+    done = committed_keys(store) & set(plan.by_key())
+    todo = [t for t in plan.trials if t.key not in done]
+    summary = RunSummary(planned=len(plan), already_done=len(done))
+    if not todo:
+        if on_start:
+            on_start(0, len(done), None)
+        return summary
+    dashboard = ensure_ray(address)
+    if on_start:
+        on_start(len(todo), len(done), dashboard)
+    searcher = DependencySearcher(todo, done, store_uri, endpoint)
+    resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
+    tuner = tune.Tuner(
+        tune.with_resources(_trainable, resources),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, num_samples=len(todo), reuse_actors=True,
+            max_concurrent_trials=spec.max_concurrent,
+            trial_name_creator=lambda t: t.config["settings"]["name"],
+            trial_dirname_creator=lambda t: t.config["settings"]["key"]),
+        run_config=tune.RunConfig(
+            name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=tune_storage(spec, store_uri),
+            failure_config=tune.FailureConfig(max_failures=spec.retries),
+            callbacks=callbacks or [], verbose=0),
+    )
+    grid = tuner.fit()
+    committed = committed_keys(store) & set(plan.by_key())
+    summary.completed = len(committed) - len(done)
+    summary.failed = sorted(searcher.failed)
+    summary.blocked = sorted(searcher.blocked + [t.key for t in searcher.pending])
+    summary.wall_seconds = time.monotonic() - started
+    if grid.num_errors and not summary.failed:
+        summary.failed = [k for k in plan.by_key() if k not in committed and k not in summary.blocked]
+    return summary
+
+
+class ProgressCallback(tune.Callback):
+    """Forwards Tune's trial events to a listener with plain methods (the CLI's progress display)."""
+
+    def __init__(self, listener):
+        self.listener = listener
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.listener.started(trial.config["settings"]["name"])
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result.get("committed"):
+            self.listener.finished(trial.config["settings"]["name"], result.get("top1_paper"))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.listener.failed(trial.config["settings"]["name"], str(trial.error_file or ""))
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.listener.retrying(trial.config["settings"]["name"])

@@ -1,0 +1,297 @@
+"""The sweep spec: a validated, immutable description of one transfer study, loaded from YAML.
+
+Every model is frozen and forbids unknown fields, so a typo in a spec is an error, not a silent default.
+`load_spec` turns every problem (missing file, malformed YAML, a bad field) into one `SpecError` line
+that names the file, the field and the allowed values.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+TREATMENTS = ("base", "selffer", "selffer+", "transfer", "transfer+", "random")
+DIRECTIONS = ("A->B", "B->A")
+LAYERS = tuple(range(1, 8))
+SPLIT_PATTERN = re.compile(r"^(random:\d+|natman|all)$")
+SPLIT_HELP = "random:<seed>, natman, all"
+
+# What the orchestrator must know about a dataset without touching its data.
+DATASETS: dict[str, dict[str, Any]] = {
+    "fashion-animals": {"num_classes": 20, "arch": "small"},
+    "imagenet": {"num_classes": 1000, "arch": "caffenet"},
+}
+
+Treatment = Literal["base", "selffer", "selffer+", "transfer", "transfer+", "random"]
+Direction = Literal["A->B", "B->A"]
+
+
+class SpecError(Exception):
+    """A one-line, user-facing description of what is wrong with a spec."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelSpec(_Frozen):
+    """The network. `small` is CaffeNet-shaped for 28x28 inputs; `caffenet` is the paper's network."""
+
+    arch: Literal["small", "caffenet"] = Field("small", description="network family")
+    widths: Optional[tuple[int, int, int, int, int]] = Field(
+        None, description="conv1..conv5 channels (default small 16/32/48/48/32, caffenet 96/256/384/384/256)")
+    fc_width: Optional[int] = Field(None, gt=0, description="fc6/fc7 width (default small 256, caffenet 4096)")
+    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout after fc6 and fc7")
+    init: Optional[Literal["kaiming", "caffe"]] = Field(
+        None, description="init rule (default small kaiming: Caffe's init leaves the small net at chance)")
+    num_outputs: Optional[int] = Field(
+        None, gt=0, description="fc8 width (default: the dataset's class count, as the paper used 1000 for halves)")
+
+    @field_validator("widths")
+    @classmethod
+    def _even_widths(cls, widths):
+        # conv2, conv4, conv5 use two groups, as in CaffeNet: channel counts must split in two.
+        if widths is not None and any(w <= 0 or w % 2 for w in widths):
+            raise ValueError("every width must be a positive even number (conv layers use 2 groups)")
+        return widths
+
+
+class TrainSpec(_Frozen):
+    """The solver, the same for every network of the sweep (as in the paper)."""
+
+    epochs: Optional[float] = Field(None, gt=0, description="epochs of the target half (or give iterations)")
+    iterations: Optional[int] = Field(None, gt=0, description="SGD iterations (or give epochs)")
+    batch_size: int = Field(128, gt=0, description="images per SGD step")
+    lr: float = Field(0.05, gt=0, description="base learning rate")
+    lr_schedule: Literal["cosine", "step"] = Field("cosine", description="cosine, or step (divide every lr_step_every)")
+    lr_step_every: Optional[int] = Field(None, gt=0, description="iterations between lr steps (step schedule)")
+    lr_gamma: float = Field(0.1, gt=0, le=1, description="lr multiplier at each step")
+    warmup_fraction: float = Field(0.05, ge=0, lt=1, description="linear warm-up, as a fraction of all iterations")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    weight_decay: float = Field(5e-4, ge=0, description="L2 weight decay on trained weights")
+    bias_lr_mult: float = Field(1.0, gt=0, description="bias lr multiplier (paper: 2)")
+    bias_decay: bool = Field(True, description="apply weight decay to biases (paper: false)")
+    eval_every: int = Field(25, gt=0, description="iterations between test evaluations")
+    checkpoint_every: int = Field(50, gt=0, description="iterations between checkpoints in the store")
+    top_k: int = Field(10, gt=0, description="paper metric: mean of the top_k best evaluations")
+    augment: bool = Field(True, description="random crop + mirror during training")
+    bf16: bool = Field(False, description="bf16 autocast (GPU only)")
+
+    @model_validator(mode="after")
+    def _length(self):
+        if (self.epochs is None) == (self.iterations is None):
+            raise ValueError("give exactly one of epochs or iterations")
+        if self.lr_schedule == "step" and self.lr_step_every is None:
+            raise ValueError("lr_schedule 'step' needs lr_step_every")
+        return self
+
+
+class ResourcesSpec(_Frozen):
+    """What one trial reserves on the cluster."""
+
+    cpus: float = Field(1, gt=0, description="CPUs per trial (also torch threads, at least 1)")
+    gpus: float = Field(0, ge=0, description="GPUs per trial: a fraction packs trials on a GPU, >1 is data-parallel")
+    channels_last: bool = Field(True, description="channels-last memory format (faster on CPU and GPU)")
+
+    @field_validator("gpus")
+    @classmethod
+    def _whole_when_many(cls, gpus):
+        if gpus > 1 and gpus != int(gpus):
+            raise ValueError("more than one GPU must be a whole number")
+        return gpus
+
+
+class SplitSpec(_Frozen):
+    """One class split, with optional per-split overrides of the sweep's treatments/layers/directions."""
+
+    split: str = Field(description=f"class split: {SPLIT_HELP}")
+    treatments: Optional[tuple[Treatment, ...]] = Field(None, description="overrides the sweep's treatments")
+    layers: Optional[tuple[int, ...]] = Field(None, description="overrides the sweep's layers")
+    directions: Optional[tuple[Direction, ...]] = Field(None, description="overrides the sweep's directions")
+
+    @field_validator("split")
+    @classmethod
+    def _split_name(cls, split):
+        if not SPLIT_PATTERN.match(split):
+            raise ValueError(f"unknown split {split!r} (allowed: {SPLIT_HELP})")
+        return split
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, layers):
+        return _check_layers(layers)
+
+    @model_validator(mode="after")
+    def _one_half(self):
+        one_half = {"transfer", "transfer+"} & set(self.treatments or ())
+        if self.split == "all" and one_half:
+            raise ValueError(f"split 'all' has one half, so {sorted(one_half)} cannot run on it "
+                             "(allowed: base, selffer, selffer+, random)")
+        return self
+
+
+class SweepSpec(_Frozen):
+    """A whole study: which splits, treatments, layers and replicates, trained how, stored where."""
+
+    name: str = Field(description="sweep name: letters, digits, '-', '_' (used in store paths and job ids)")
+    dataset: str = Field(description="dataset: " + ", ".join(DATASETS))
+    splits: tuple[SplitSpec, ...] = Field(min_length=1, description="class splits to run")
+    treatments: tuple[Treatment, ...] = Field(min_length=1, description="treatments: " + ", ".join(TREATMENTS))
+    layers: tuple[int, ...] = Field(LAYERS, min_length=1, description="layers n to cut at: subset of 1..7")
+    directions: tuple[Direction, ...] = Field(DIRECTIONS, min_length=1, description="A->B (target B), B->A")
+    seeds: tuple[int, ...] = Field((0,), min_length=1, description="replicate seeds")
+    model: ModelSpec = Field(default_factory=ModelSpec, description="network")
+    train: TrainSpec = Field(description="solver")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="per-trial resources")
+    store: str = Field("./store", description="store root: a local folder or s3://bucket/prefix")
+    endpoint: Optional[str] = Field(None, description="S3 endpoint URL (default: AWS_ENDPOINT_URL)")
+    retries: int = Field(2, ge=0, description="times a crashed or killed trial is retried")
+    max_concurrent: Optional[int] = Field(None, gt=0, description="cap on trials running at once")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name):
+            raise ValueError("name must be 1-64 letters, digits, '-' or '_', starting with a letter or digit")
+        return name
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, dataset):
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r} (allowed: {', '.join(DATASETS)})")
+        return dataset
+
+    @field_validator("splits", mode="before")
+    @classmethod
+    def _split_strings(cls, splits):
+        # `- random:0` is the common case; a mapping adds per-split overrides.
+        if isinstance(splits, (list, tuple)):
+            return [{"split": s} if isinstance(s, str) else s for s in splits]
+        return splits
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, layers):
+        return _check_layers(layers)
+
+    @model_validator(mode="after")
+    def _transfer_needs_halves(self):
+        for i, entry in enumerate(self.splits):
+            if entry.split == "all" and entry.treatments is None:
+                bad = {"transfer", "transfer+"} & set(self.treatments)
+                if bad:
+                    raise ValueError(f"splits[{i}]: split 'all' has one half, so {sorted(bad)} cannot run "
+                                     "on it: give it its own treatments (allowed: base, selffer, selffer+, random)")
+        return self
+
+
+def _check_layers(layers):
+    if layers is None:
+        return layers
+    bad = [n for n in layers if n not in LAYERS]
+    if bad:
+        raise ValueError(f"layer {bad[0]} is not allowed (allowed: 1..7)")
+    if len(set(layers)) != len(layers):
+        raise ValueError("layers must not repeat")
+    return tuple(sorted(layers))
+
+
+# --- loading -------------------------------------------------------------------------------------
+def load_spec(path: str | Path, overrides: tuple[str, ...] = ()) -> SweepSpec:
+    """Read, override (`a.b=value`, value parsed as YAML) and validate a spec; SpecError on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: spec file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise SpecError(f"{path}:{where}: malformed YAML: {problem}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a spec must be a YAML mapping of fields (name, dataset, splits, ...)")
+    for item in overrides:
+        _apply_override(raw, item, path)
+    return parse_spec(raw, source=str(path))
+
+
+def parse_spec(raw: dict, source: str = "spec") -> SweepSpec:
+    """Validate a spec mapping; SpecError names the field and the allowed values."""
+    try:
+        return SweepSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(f"{source}: {_describe(exc)}") from None
+
+
+def _apply_override(raw: dict, item: str, path: Path) -> None:
+    if "=" not in item:
+        raise SpecError(f"--set {item!r}: expected FIELD=VALUE, e.g. train.epochs=2")
+    dotted, value = item.split("=", 1)
+    node = raw
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"--set {dotted}: {part} is not a mapping in {path}")
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def _describe(exc: ValidationError) -> str:
+    """The first validation error as one line: the field path, what is wrong, what is allowed."""
+    err = exc.errors()[0]
+    loc = _loc(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(SweepSpec, err["loc"][:-1])
+        allowed = ", ".join(parent.model_fields) if parent else "see the spec reference"
+        return f"{loc}: unknown field (allowed: {allowed})"
+    if kind == "missing":
+        return f"{loc}: required field is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind == "literal_error":
+        return f"{loc}: {err['input']!r} is not allowed ({msg.replace('Input should be', 'allowed:')})"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"{loc}: {msg.lower()} (got {err['input']!r})"
+    return f"{loc}: {msg}" if loc else msg
+
+
+def _loc(parts) -> str:
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif p in ("function-after[_split_strings(), tuple[SplitSpec, ...]]",):
+            continue
+        else:
+            out += f".{p}" if out else str(p)
+    return out
+
+
+def _model_at(model, loc) -> type[BaseModel] | None:
+    """The pydantic model class at a location path, to list the fields it allows."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        model = _inner_model(ann)
+        if model is None:
+            return None
+    return model
+
+
+def _inner_model(ann) -> type[BaseModel] | None:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in getattr(ann, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found:
+            return found
+    return None

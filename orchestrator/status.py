@@ -1,0 +1,116 @@
+"""`transfer-sweep status`: the state of every planned trial, read from the store alone (no Ray)."""
+from __future__ import annotations
+
+import enum
+import json
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Optional
+
+from rich.console import Console
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+
+from orchestrator.plan import Plan
+from orchestrator.spec import SweepSpec
+from orchestrator.store import Store, committed_keys, failures_prefix, progress_path, read_results
+
+# A trial whose progress file has not moved for this long is no longer considered running.
+STALE_SECONDS = 600
+
+
+class TrialState(str, enum.Enum):
+    DONE = "done"
+    RUNNING = "running"
+    FAILED = "failed"
+    PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class TrialStatus:
+    """One planned trial as the store sees it."""
+
+    key: str
+    name: str
+    treatment: str
+    split: str
+    state: TrialState
+    step: Optional[int] = None
+    total_steps: Optional[int] = None
+    error: Optional[str] = None
+    where: Optional[str] = None
+    record: Optional[str] = None
+
+
+def trial_states(plan: Plan, store: Store, now: Optional[float] = None) -> list[TrialStatus]:
+    """Classify each planned trial: done (result committed), failed (a failure newer than any progress),
+    running (fresh progress), pending (nothing yet)."""
+    now = time.time() if now is None else now
+    done = committed_keys(store)
+    out = []
+    for t in plan.trials:
+        base = dict(key=t.key, name=t.name, treatment=t.treatment, split=t.split)
+        if t.key in done:
+            out.append(TrialStatus(state=TrialState.DONE, **base))
+            continue
+        progress = _read_json(store, progress_path(t.key)) or {}
+        failures = store.list(failures_prefix(t.key))
+        failure = _read_json(store, failures[-1]) if failures else None
+        updated = float(progress.get("updated_at", 0))
+        if failure and float(failure.get("at_epoch", 0)) >= updated:
+            out.append(TrialStatus(state=TrialState.FAILED, error=failure.get("error"),
+                                   where=failure.get("where"), record=store.uri(failures[-1]), **base))
+        elif progress and now - updated < STALE_SECONDS:
+            out.append(TrialStatus(state=TrialState.RUNNING, step=progress.get("step"),
+                                   total_steps=progress.get("total_steps"), **base))
+        else:
+            out.append(TrialStatus(state=TrialState.PENDING, step=progress.get("step"),
+                                   total_steps=progress.get("total_steps"), **base))
+    return out
+
+
+def _read_json(store: Store, path: str) -> Optional[dict]:
+    try:
+        return json.loads(store.read_bytes(path))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def eta_seconds(plan: Plan, store: Store, states: list[TrialStatus], spec: SweepSpec) -> Optional[float]:
+    """Remaining work / parallelism, from the mean wall time of the committed trials."""
+    left = sum(s.state in (TrialState.PENDING, TrialState.RUNNING) for s in states)
+    if not left:
+        return 0.0
+    walls = read_results(store, {s.key for s in states if s.state is TrialState.DONE}).column("wall_seconds")
+    if len(walls) == 0:
+        return None
+    mean = sum(walls.to_pylist()) / len(walls)
+    parallel = max(1, sum(s.state is TrialState.RUNNING for s in states))
+    return left * mean / parallel
+
+
+def print_status(spec: SweepSpec, plan: Plan, store: Store, console: Console) -> int:
+    """Print the status table, bar, ETA and failures. Exit 1 when some trial has failed."""
+    states = trial_states(plan, store)
+    table = Table(title=f"sweep {spec.name}: {len(plan)} trials in {store.uri()}")
+    for col in ("treatment", "split", *[s.value for s in TrialState]):
+        table.add_column(col, justify="left" if col in ("treatment", "split") else "right")
+    groups: dict[tuple, Counter] = defaultdict(Counter)
+    for s in states:
+        groups[(s.treatment, s.split)][s.state] += 1
+    for (treatment, split), c in groups.items():
+        table.add_row(treatment, split, *[str(c[s]) for s in TrialState])
+    console.print(table)
+    total = Counter(s.state for s in states)
+    console.print(ProgressBar(total=len(plan), completed=total[TrialState.DONE], width=50))
+    eta = eta_seconds(plan, store, states, spec)
+    eta_text = "unknown (nothing finished yet)" if eta is None else f"{eta / 60:.1f} min"
+    console.print(" ".join(f"{s.value} {total[s]}" for s in TrialState) + f"; ETA {eta_text}")
+    for s in states:
+        if s.state is TrialState.RUNNING:
+            console.print(f"running {s.name}: step {s.step}/{s.total_steps}")
+    for s in states:
+        if s.state is TrialState.FAILED:
+            console.print(f"[red]failed[/] {s.name}: {s.error}\n    log: {s.where}\n    record: {s.record}")
+    return 1 if total[TrialState.FAILED] else 0

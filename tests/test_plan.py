@@ -1,0 +1,108 @@
+"""The plan: exact counts, shared bases once, stable content-hash keys, complete settings."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from orchestrator.plan import PROTOCOL_VERSION, counts, make_plan, trial_key
+from orchestrator.spec import load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def spec_dict(**over):
+    raw = {"name": "t", "dataset": "fashion-animals", "splits": ["random:0"],
+           "treatments": ["base", "selffer", "transfer"], "layers": [1, 2], "directions": ["A->B", "B->A"],
+           "train": {"epochs": 1}}
+    raw.update(over)
+    return raw
+
+
+def test_counts_and_shared_bases():
+    plan = make_plan(parse_spec(spec_dict()))
+    c = counts(plan)
+    # 2 bases + (selffer + transfer) x 2 layers x 2 targets
+    assert c["total"] == 10 and c["bases"] == 2
+    assert c["by_treatment"] == {"base": 2, "selffer": 4, "transfer": 4}
+    keys = [t.key for t in plan.trials]
+    assert len(keys) == len(set(keys))
+    bases = {t.key for t in plan.bases}
+    assert all(t.base_key in bases for t in plan.trials if t.treatment != "base")
+
+
+def test_bases_are_implied_by_dependents():
+    plan = make_plan(parse_spec(spec_dict(treatments=["transfer"], directions=["A->B"], layers=[3])))
+    assert [t.name for t in plan.trials] == ["baseA random:0 s0", "AnB n=3 random:0 s0"]
+    base, transfer = plan.trials
+    assert transfer.base_key == base.key and transfer.source_half == "A" and transfer.target_half == "B"
+
+
+def test_keys_ignore_sweep_name_and_resources_but_not_training():
+    a = make_plan(parse_spec(spec_dict()))
+    b = make_plan(parse_spec(spec_dict(name="other", resources={"cpus": 2})))
+    c = make_plan(parse_spec(spec_dict(train={"epochs": 2})))
+    assert [t.key for t in a.trials] == [t.key for t in b.trials]
+    assert not set(t.key for t in a.trials) & set(t.key for t in c.trials)
+
+
+def test_key_is_hash_of_settings():
+    trial = make_plan(parse_spec(spec_dict())).trials[3]
+    s = trial.settings
+    assert trial_key(s) == s["key"] == trial.key and len(s["key"]) == 16
+    assert s["protocol"] == PROTOCOL_VERSION
+    json.dumps(s)  # plain JSON: crosses process boundaries as is
+
+
+def test_settings_are_complete():
+    trial = [t for t in make_plan(parse_spec(spec_dict())).trials if t.treatment == "transfer"][0]
+    s = trial.settings
+    assert s["model"] == {"arch": "small", "num_outputs": 20, "widths": [16, 32, 48, 48, 32],
+                          "fc_width": 256, "dropout": 0.5, "init": "kaiming"}
+    assert None not in (s["train"]["batch_size"], s["train"]["lr"], s["train"]["eval_every"])
+    assert s["runtime"] == {"device": "cpu", "threads": 1, "channels_last": True, "data_parallel": 1}
+    assert s["frozen"] is True and s["n"] in (1, 2) and s["base_key"]
+
+
+def test_random_and_all_split():
+    raw = spec_dict(splits=[{"split": "all", "treatments": ["base", "random"]}])
+    plan = make_plan(parse_spec(raw))
+    assert [t.name for t in plan.trials] == ["base all s0", "random n=1 all s0", "random n=2 all s0"]
+    assert all(t.base_key is None for t in plan.trials)
+
+
+def test_seeds_replicate_everything():
+    one = make_plan(parse_spec(spec_dict()))
+    three = make_plan(parse_spec(spec_dict(seeds=[0, 1, 2])))
+    assert len(three) == 3 * len(one)
+
+
+def test_standard_preset_counts():
+    c = counts(make_plan(load_spec(ROOT / "sweeps" / "standard.yaml")))
+    assert 90 <= c["total"] <= 130
+    assert c == {"sweep": "standard", "total": 96, "bases": 5,
+                 "by_treatment": {"base": 5, "selffer": 28, "selffer+": 14, "transfer": 28,
+                                  "transfer+": 14, "random": 7},
+                 "by_split": {"all": 8, "natman": 30, "random:0": 58},
+                 "by_n": {str(n): 13 for n in range(1, 8)}}
+
+
+def test_plan_cli_json():
+    proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "plan", "sweeps/standard.yaml",
+                           "--format", "json"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["total"] == 96
+
+
+def test_plan_cli_table():
+    proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "plan", "sweeps/demo.yaml"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "sweep demo: 23 trainings, 5 distinct bases" in proc.stdout
+    assert "transfer+" in proc.stdout
+
+
+def test_orchestrator_never_imports_torch():
+    code = ("import sys, orchestrator.cli, orchestrator.plan, orchestrator.spec, orchestrator.store, "
+            "orchestrator.status, orchestrator.schedule; print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "False", proc.stderr
