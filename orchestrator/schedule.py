@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ class DependencySearcher(Searcher):
     """Hands out pending trials in plan order as soon as their base trial has committed a result."""
 
     def __init__(self, trials: list[Trial], done: set[str], store_uri: str, endpoint: Optional[str]):
-        super().__init__(metric="top1_paper", mode="max")
+        super().__init__()  # no metric: this searcher orders work, it does not optimise
         self.pending = list(trials)
         self.done = set(done)
         self.failed: set[str] = set()
@@ -74,6 +75,15 @@ class DependencySearcher(Searcher):
         for trial in self.pending:
             (self.blocked.append(trial.key) if trial.base_key in self.failed else keep.append(trial))
         self.pending = keep
+
+    # Tune snapshots the searcher with the experiment so `Tuner.restore` can continue it.
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
 
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
         key = self.running.pop(trial_id, None)
@@ -153,6 +163,8 @@ def run_plan(plan: Plan, spec: SweepSpec, store_uri: str, endpoint: Optional[str
     if on_start:
         on_start(len(todo), len(done), dashboard)
     searcher = DependencySearcher(todo, done, store_uri, endpoint)
+    # The CLI draws its own progress; Tune's legacy reporter at verbose=0 prints nothing.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
     tuner = tune.Tuner(
         tune.with_resources(_trainable, resources),
@@ -183,15 +195,23 @@ class ProgressCallback(tune.Callback):
     def __init__(self, listener):
         self.listener = listener
 
+    # Tune pickles its callbacks into the experiment state; a live display cannot (and need not) go.
+    def __getstate__(self):
+        return {"listener": None}
+
+    def _call(self, method, *args):
+        if self.listener is not None:
+            getattr(self.listener, method)(*args)
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.listener.started(trial.config["settings"]["name"])
+        self._call("started", trial.config["settings"]["name"])
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if result.get("committed"):
-            self.listener.finished(trial.config["settings"]["name"], result.get("top1_paper"))
+            self._call("finished", trial.config["settings"]["name"], result.get("top1_paper"))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.listener.failed(trial.config["settings"]["name"], str(trial.error_file or ""))
+        self._call("failed", trial.config["settings"]["name"], str(trial.error_file or ""))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self.listener.retrying(trial.config["settings"]["name"])
+        self._call("retrying", trial.config["settings"]["name"])
