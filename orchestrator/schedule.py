@@ -25,7 +25,8 @@ from ray.tune.search import Searcher
 
 from orchestrator.plan import Plan, Trial
 from orchestrator.spec import SweepSpec
-from orchestrator.store import committed_keys, open_store, record_failure, sweep_prefix
+from orchestrator.store import (committed_keys, open_store, read_result, record_attempt, record_failure,
+                                sweep_prefix)
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ def _trainable(config: dict) -> None:
 
     settings = config["settings"]
     store = open_store(config["store_uri"], config["endpoint"], check=False)
+    if read_result(store, settings["key"]) is None:
+        record_attempt(store, settings["key"])
     try:
         row = run_trial(settings, store, report=lambda metrics: tune.report(metrics))
     except Exception as exc:

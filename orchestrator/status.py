@@ -6,15 +6,15 @@ import json
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Optional
 
 from rich.console import Console
-from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from orchestrator.plan import Plan
 from orchestrator.spec import SweepSpec
-from orchestrator.store import Store, committed_keys, failures_prefix, progress_path, read_results
+from orchestrator.store import Store, committed_keys, failures_prefix, read_progress, read_results
 
 # A trial whose progress file has not moved for this long is no longer considered running.
 STALE_SECONDS = 600
@@ -54,11 +54,11 @@ def trial_states(plan: Plan, store: Store, now: Optional[float] = None) -> list[
         if t.key in done:
             out.append(TrialStatus(state=TrialState.DONE, **base))
             continue
-        progress = _read_json(store, progress_path(t.key)) or {}
-        failures = store.list(failures_prefix(t.key))
+        progress = read_progress(store, t.key) or {}
+        failures = [p for p in store.list(failures_prefix(t.key)) if p.endswith(".json")]
         failure = _read_json(store, failures[-1]) if failures else None
-        updated = float(progress.get("updated_at", 0))
-        if failure and float(failure.get("at_epoch", 0)) >= updated:
+        updated = _epoch(progress.get("updated_at"))
+        if failure and _epoch(failure.get("at")) >= updated:
             out.append(TrialStatus(state=TrialState.FAILED, error=failure.get("error"),
                                    where=failure.get("where"), record=store.uri(failures[-1]), **base))
         elif progress and now - updated < STALE_SECONDS:
@@ -68,6 +68,10 @@ def trial_states(plan: Plan, store: Store, now: Optional[float] = None) -> list[
             out.append(TrialStatus(state=TrialState.PENDING, step=progress.get("step"),
                                    total_steps=progress.get("total_steps"), **base))
     return out
+
+
+def _epoch(iso: Optional[str]) -> float:
+    return datetime.fromisoformat(iso).timestamp() if iso else 0.0
 
 
 def _read_json(store: Store, path: str) -> Optional[dict]:
@@ -103,10 +107,13 @@ def print_status(spec: SweepSpec, plan: Plan, store: Store, console: Console) ->
         table.add_row(treatment, split, *[str(c[s]) for s in TrialState])
     console.print(table)
     total = Counter(s.state for s in states)
-    console.print(ProgressBar(total=len(plan), completed=total[TrialState.DONE], width=50))
     eta = eta_seconds(plan, store, states, spec)
     eta_text = "unknown (nothing finished yet)" if eta is None else f"{eta / 60:.1f} min"
-    console.print(" ".join(f"{s.value} {total[s]}" for s in TrialState) + f"; ETA {eta_text}")
+    counts_line = " ".join(f"{s.value} {total[s]}" for s in TrialState) + f"; ETA {eta_text}"
+    filled = round(50 * total[TrialState.DONE] / max(1, len(plan)))
+    console.print(f"[green]{'━' * filled}[/][grey50]{'━' * (50 - filled)}[/] "
+                  f"{total[TrialState.DONE]}/{len(plan)}")
+    console.print(counts_line)
     for s in states:
         if s.state is TrialState.RUNNING:
             console.print(f"running {s.name}: step {s.step}/{s.total_steps}")

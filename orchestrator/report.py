@@ -1,0 +1,389 @@
+"""The sweep report: figures (matplotlib PNG), the results table, the paper's claims, missing trials.
+
+Input is the results table (the result rows of docs/contracts.md) and, optionally, the planned trials.
+Everything here draws or writes what exists: a partial sweep gives a partial report, never an error.
+The claim logic and the statistics live in orchestrator/claims.py.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Optional, Union
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from orchestrator.claims import (  # noqa: E402
+    ALL, CI_METHOD, NATMAN, NATMAN_DIRECTIONS, PAPER_BASE_SD, PAPER_REFERENCE, RANDOM_SPLIT, REQUIRED,
+    Claim, check_claims, describe, noise_level, paper_results, prepare)
+
+METRIC_LABEL = {"top1_paper": "top-1 accuracy (mean of 10 best evals)",
+                "top1_final": "top-1 accuracy (last eval)"}
+X_LABEL = "layer n at which the network is cut"
+TREATMENT_LABEL = {"base": "base", "selffer": "BnB", "selffer+": "BnB+", "transfer": "AnB",
+                   "transfer+": "AnB+", "random": "random"}
+ORDER = ("base", "selffer", "selffer+", "transfer", "transfer+", "random")
+# The paper's Figure 2 colours and markers; offset = the per-treatment horizontal jitter.
+STYLE = {
+    "base": dict(label="base, n = 0", color="white", marker="o", offset=0.0),
+    "selffer": dict(label="BnB selffer, frozen", color="#1f3fbf", marker="o", offset=-0.21),
+    "selffer+": dict(label="BnB+ selffer, fine-tuned", color="#7fb8ff", marker="o", offset=-0.07),
+    "transfer": dict(label="AnB transfer, frozen", color="#d62020", marker="D", offset=0.07),
+    "transfer+": dict(label="AnB+ transfer, fine-tuned", color="#ff8fc8", marker="D", offset=0.21),
+}
+# Which sweep series each reference column is compared with: (family, target, treatment).
+REFERENCE_SERIES = {
+    "BnB": (RANDOM_SPLIT, "", "selffer"), "AnB": (RANDOM_SPLIT, "", "transfer"),
+    "BnB+": (RANDOM_SPLIT, "", "selffer+"), "AnB+": (RANDOM_SPLIT, "", "transfer+"),
+    "natural←man-made": (NATMAN, "B", "transfer"), "man-made←natural": (NATMAN, "A", "transfer"),
+    "random (all classes)": (ALL, "all", "random"),
+}
+MISSING_NAMES_CAP = 40
+
+
+# ---------------------------------------------------------------- tables
+def target_key(family: str, split: str, target: str) -> str:
+    """Random halves are pooled over splits and directions (''); other families keep their target."""
+    if family == RANDOM_SPLIT:
+        return ""
+    return target if family in (NATMAN, ALL) else f"{split}/{target}"
+
+
+def series_label(family: str, target: str, treatment: str) -> str:
+    """Column name of a series, in paper notation (BnB, AnB+, natural←man-made, random (all classes))."""
+    t = TREATMENT_LABEL.get(treatment, treatment)
+    if family == RANDOM_SPLIT:
+        return t
+    if family == NATMAN:
+        if treatment == "transfer" and target in NATMAN_DIRECTIONS:
+            return NATMAN_DIRECTIONS[target]
+        return f"{t} {dict(A='man-made', B='natural').get(target, target)}"
+    return f"{t} (all classes)" if family == ALL else f"{t} {target}"
+
+
+def summarize(results: pd.DataFrame, metric: str = "top1_paper") -> pd.DataFrame:
+    """Long table: one row per (dataset, family, target, treatment, n) with count, mean, sd, 95% CI."""
+    p = prepare(results, metric)
+    cols = ["dataset", "family", "target", "treatment", "series", "n", "count", "mean", "sd", "ci_low",
+            "ci_high"]
+    if p.empty:
+        return pd.DataFrame(columns=cols)
+    p = p.assign(target=[target_key(f, s, t) for f, s, t in zip(p.family, p.split, p.target_half)])
+    rows = []
+    for (ds, fam, tgt, tr, n), g in p.groupby(["dataset", "family", "target", "treatment", "n"]):
+        rows.append({"dataset": ds, "family": fam, "target": tgt, "treatment": tr,
+                     "series": series_label(fam, tgt, tr), "n": int(n), **describe(g["value"])})
+    out = pd.DataFrame(rows, columns=cols)
+    rank = out["treatment"].map(lambda t: ORDER.index(t) if t in ORDER else len(ORDER))
+    fam_rank = out["family"].map(lambda f: {RANDOM_SPLIT: 0, NATMAN: 1, ALL: 2}.get(f, 3))
+    # The paper's column order: natural<-man-made (target B) before man-made<-natural (target A).
+    tgt_rank = [(-ord(t[0]) if f == NATMAN and t else 0, t) for f, t in zip(out.family, out.target)]
+    return (out.assign(_f=fam_rank, _t=tgt_rank, _r=rank).sort_values(["dataset", "_f", "_t", "_r", "n"])
+            .drop(columns=["_f", "_t", "_r"]).reset_index(drop=True))
+
+
+def _cell(row: Optional[pd.Series]) -> str:
+    if row is None:
+        return "—"
+    if row["count"] < 2:
+        return f"{row['mean']:.3f} ({row['count']})"
+    return f"{row['mean']:.3f} ± {row['sd']:.3f} ({row['count']})"
+
+
+def _columns(summary: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(family, target, treatment) of each column of the wide table; base only where nothing else."""
+    cols = []
+    for (fam, tgt), g in summary.groupby(["family", "target"], sort=False):
+        treatments = [t for t in dict.fromkeys(g["treatment"]) if t != "base"] or ["base"]
+        cols += [(fam, tgt, t) for t in treatments]
+    return cols
+
+
+def _lookup(summary: pd.DataFrame, fam: str, tgt: str, treatment: str, n: int) -> Optional[pd.Series]:
+    if n == 0:
+        treatment = "base"
+    hit = summary[(summary.family == fam) & (summary.target == tgt) & (summary.treatment == treatment)
+                  & (summary.n == n)]
+    return None if hit.empty else hit.iloc[0]
+
+
+def results_table_md(summary: pd.DataFrame) -> str:
+    """Markdown: rows n, a column per series, cells 'mean ± sd (count)'; n = 0 is the series' base."""
+    if summary.empty:
+        return "_no results_"
+    cols = _columns(summary)
+    ns = range(0, max(7, int(summary["n"].max())) + 1)
+    lines = ["| n | " + " | ".join(series_label(*c) for c in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for n in ns:
+        lines.append(f"| {n} | " + " | ".join(_cell(_lookup(summary, *c, n)) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def reference_table_md(summary: pd.DataFrame) -> str:
+    """Markdown: each cell 'sweep mean / paper value' for the paper's seven columns, n = 0..7."""
+    head = list(PAPER_REFERENCE)
+    lines = ["| n | " + " | ".join(f"{h}: sweep / paper" for h in head) + " |", "|---|" + "---|" * len(head)]
+    for n in range(8):
+        cells = []
+        for h in head:
+            row = _lookup(summary, *REFERENCE_SERIES[h], n) if not summary.empty else None
+            cells.append(f"{'—' if row is None else format(row['mean'], '.3f')} / {PAPER_REFERENCE[h][n]:.3f}")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def missing_trials(results: pd.DataFrame, planned: pd.DataFrame) -> pd.DataFrame:
+    """Planned trials that have no result: by key when both tables have one, else by coordinates."""
+    if "key" in planned.columns and "key" in results.columns:
+        return planned[~planned["key"].isin(set(results["key"]))].reset_index(drop=True)
+    coords = [c for c in ("dataset", "split", "target_half", "source_half", "n", "treatment", "seed")
+              if c in planned.columns and c in results.columns]
+    done = set(map(tuple, results[coords].astype(str).to_numpy()))
+    have = [tuple(r) not in done for r in planned[coords].astype(str).to_numpy()]
+    return planned[have].reset_index(drop=True)
+
+
+def missing_md(missing: pd.DataFrame, planned_total: int, cap: int = MISSING_NAMES_CAP) -> str:
+    """Markdown: how many planned trials lack a result, counts per treatment, and (up to cap) names."""
+    if missing.empty:
+        return f"All {planned_total} planned trials have a result."
+    counts = missing["treatment"].value_counts()
+    order = sorted(counts.index, key=lambda t: ORDER.index(t) if t in ORDER else len(ORDER))
+    lines = [f"{len(missing)} of {planned_total} planned trials have no result yet.", "",
+             "| treatment | missing |", "|---|---|"] + [f"| {t} | {counts[t]} |" for t in order] + [""]
+    label = missing["name"] if "name" in missing.columns else missing["key"]
+    lines += [f"- {name}" for name in label.head(cap)]
+    if len(missing) > cap:
+        lines.append(f"- … and {len(missing) - cap} more")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- figures
+def _xaxis(ax, max_n: int) -> None:
+    ax.set_xticks(range(max_n + 1))
+    ax.set_xticklabels(["0\n(base)"] + [str(n) for n in range(1, max_n + 1)])
+    ax.set_xlim(-0.5, max_n + 0.5)
+    ax.grid(True, axis="y", alpha=0.3)
+
+
+def _ci_errors(stats: list[dict]) -> np.ndarray:
+    lo = [s["mean"] - s["ci_low"] for s in stats]
+    hi = [s["ci_high"] - s["mean"] for s in stats]
+    return np.nan_to_num(np.array([lo, hi]), nan=0.0)  # one trial: no bar
+
+
+def plot_transfer(prepared: pd.DataFrame, path: Union[str, Path], title: str, metric: str) -> bool:
+    """Figure 2 of the paper for the random halves: every trial (top), means with 95% CI (bottom).
+
+    Returns False (and writes nothing) when the table has no random-split trials.
+    """
+    rs = prepared[(prepared.family == RANDOM_SPLIT) & prepared.treatment.isin(list(STYLE))]
+    if rs.empty:
+        return False
+    max_n = max(7, int(rs["n"].max()))
+    rng = np.random.default_rng(0)  # a fixed jitter: the same table draws the same picture
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 10), sharex=True)
+    base = rs[rs.treatment == "base"]["value"]
+    base_mean = float(base.mean()) if len(base) else math.nan
+    for tr, st in STYLE.items():
+        rows = rs[rs.treatment == tr]
+        if rows.empty:
+            continue
+        x = rows["n"].to_numpy() + st["offset"] + rng.uniform(-0.025, 0.025, len(rows))
+        top.scatter(x, rows["value"], marker=st["marker"], facecolor=st["color"], edgecolor="black",
+                    linewidth=0.6, s=40, label=f"{st['label']} ({len(rows)})", zorder=3)
+        if tr == "base":
+            continue
+        ns = sorted(rows["n"].unique())
+        stats = [describe(rows[rows.n == n]["value"]) for n in ns]
+        xs, means, err = np.array(ns, float), [s["mean"] for s in stats], _ci_errors(stats)
+        if base_mean == base_mean:  # start the line at the base, as the paper draws it
+            xs, means = np.r_[0.0, xs], [base_mean] + means
+            err = np.c_[[0.0, 0.0], err]
+        bottom.errorbar(xs + st["offset"] * 0.5, means, yerr=err, color=st["color"], marker=st["marker"],
+                        markeredgecolor="black", markeredgewidth=0.5, linewidth=1.8, capsize=3,
+                        label=st["label"], zorder=3)
+    if base_mean == base_mean:
+        bottom.axhline(base_mean, color="black", linestyle="--", linewidth=1,
+                       label=f"base mean {base_mean:.3f}", zorder=2)
+    ylabel = METRIC_LABEL.get(metric, metric)
+    splits = rs["split"].nunique()
+    top.set_title(f"every trial, one point each ({splits} random split(s), both directions)")
+    bottom.set_title("means; error bars = 95% CI (Student t), none for a single trial")
+    for ax in (top, bottom):
+        ax.set_ylabel(ylabel)
+        _xaxis(ax, max_n)
+        ax.legend(loc="lower left", fontsize=8, framealpha=0.9)
+    bottom.set_xlabel(X_LABEL)
+    fig.suptitle(title, fontsize=13)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def distance_series(prepared: pd.DataFrame) -> list[tuple[str, str, str, pd.DataFrame]]:
+    """(label, colour, marker, rows with a drop) for each relative-drop series that has data."""
+    candidates = [
+        ("AnB, random halves", "#d62020", "D",
+         prepared[(prepared.family == RANDOM_SPLIT) & (prepared.treatment == "transfer")]),
+        *[(name, colour, marker, prepared[(prepared.family == NATMAN) & (prepared.treatment == "transfer")
+                                          & (prepared.target_half == t)])
+          for (t, name), colour, marker in zip(NATMAN_DIRECTIONS.items(), ("#2a9d2a", "#8c5a2b"), ("o", "s"))],
+        ("random frozen layers (vs own base)", "#666666", "X", prepared[prepared.treatment == "random"]),
+    ]
+    out = []
+    for label, colour, marker, rows in candidates:
+        rows = rows[rows["drop"].notna()]
+        if not rows.empty:
+            out.append((label, colour, marker, rows))
+    return out
+
+
+def plot_distance(prepared: pd.DataFrame, path: Union[str, Path], title: str, metric: str) -> bool:
+    """Relative top-1 drop 1 - acc/base (own target's base) vs n for each transfer-like series.
+
+    Returns False (and writes nothing) when no AnB, man-made/natural or random trial has a base.
+    """
+    series = distance_series(prepared)
+    if not series:
+        return False
+    fig, ax = plt.subplots(figsize=(9, 6))
+    rng = np.random.default_rng(1)
+    max_n = max(7, max(int(rows["n"].max()) for *_, rows in series))
+    for label, colour, marker, rows in series:
+        ax.scatter(rows["n"] + rng.uniform(-0.08, 0.08, len(rows)), rows["drop"], color=colour,
+                   marker=marker, s=14, alpha=0.35, zorder=2)
+        ns = sorted(rows["n"].unique())
+        stats = [describe(rows[rows.n == n]["drop"]) for n in ns]
+        err = np.c_[[0.0, 0.0], _ci_errors(stats)]
+        ax.errorbar(np.r_[0, ns], [0.0] + [s["mean"] for s in stats], yerr=err, color=colour,
+                    marker=marker, linewidth=1.8, capsize=3, label=f"{label} ({len(rows)})", zorder=3)
+    ax.axhline(0.0, color="black", linestyle="--", linewidth=1)
+    ax.set_xlabel(X_LABEL)
+    ax.set_ylabel(f"relative drop 1 − acc/base of own target\n({METRIC_LABEL.get(metric, metric)})")
+    _xaxis(ax, max_n)
+    ax.legend(loc="upper left", fontsize=9, framealpha=0.9)
+    ax.set_title(f"{title}\nrelative top-1 drop (means, 95% CI; faint points = trials)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+# ---------------------------------------------------------------- markdown
+def _number(key: str, v: float) -> str:
+    """Counts and layers as integers; differences signed; accuracies and drops plain."""
+    if float(v).is_integer() and abs(v) >= 1:
+        return str(int(v))
+    signed = ")-" in key or key.startswith(("gap", "dip", "recovery"))
+    return f"{v:+.4f}" if signed else f"{v:.4f}"
+
+
+def claims_md(claims: list[Claim], noise_text: str) -> str:
+    """Markdown: the claims table (verdict, deciding numbers, tolerance) and one detail line each."""
+    lines = [noise_text, "", "| # | claim | verdict | deciding numbers | tolerance |", "|---|---|---|---|---|"]
+    for c in claims:
+        nums = "; ".join(f"{k} = {_number(k, v)}" for k, v in c.numbers.items()) or "—"
+        lines.append(f"| {c.id} | {c.title} | **{c.verdict}** | {nums} | {c.tolerance:.4f} |")
+    lines += [""] + [f"{c.id}. **{c.verdict}**: {c.detail}" for c in claims]
+    return "\n".join(lines)
+
+
+def _verdict_counts(claims: list[Claim]) -> str:
+    counts = {}
+    for c in claims:
+        counts[c.verdict] = counts.get(c.verdict, 0) + 1
+    return ", ".join(f"{v} {k}" for k, v in counts.items())
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "dataset"
+
+
+def write_report(results: pd.DataFrame, out_dir: Union[str, Path], planned: Optional[pd.DataFrame] = None,
+                 title: str = "", metric: str = "top1_paper") -> dict:
+    """Write transfer.png, distance.png (when data exists) and report.md into out_dir.
+
+    results: result rows (docs/contracts.md); rows whose status is not 'ok' are ignored, and when
+    `planned` is given, so are rows whose key is not planned. planned: the plan's trials (key, name,
+    dataset, split, source_half, target_half, n, treatment, seed); those without a result are listed
+    under 'Missing'. Several datasets give one section and one pair of figures (-<dataset>) each.
+    Returns {'files': [paths written], 'claims': [Claim, ...], 'missing': [missing keys]}.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    title = title or "Transfer sweep report"
+    if results.empty:  # an empty store may give a table without the result columns
+        results = pd.DataFrame(columns=[*REQUIRED, metric, "key"])
+    if "status" in results.columns:
+        results = results[results["status"] == "ok"]
+    notes = []
+    if planned is not None and "key" in results.columns and "key" in planned.columns:
+        outside = ~results["key"].isin(set(planned["key"]))
+        if outside.any():
+            notes.append(f"{int(outside.sum())} result row(s) of trials outside the plan were ignored.")
+        results = results[~outside]
+    prepared = prepare(results, metric)
+    summary = summarize(results, metric)
+    files, all_claims = [], []
+    md = [f"# {title}", "",
+          f"Metric: `{metric}`: {METRIC_LABEL.get(metric, metric)}. {len(prepared)} ok trial(s)"
+          + (": " + ", ".join(f"{t} {c}" for t, c in prepared['treatment'].value_counts().items())
+             if len(prepared) else "") + ".",
+          "Random-split results are pooled over splits, directions and seeds (each point one trial); "
+          "man-made/natural keeps its two directions; the random-weights control has its own base.",
+          f"Self-check of the claim definitions: the paper's own table (PAPER.md) gives "
+          f"{_verdict_counts(check_claims(paper_results()))}.",
+          *notes, ""]
+    datasets = sorted(prepared["dataset"].unique())
+    for ds in datasets:
+        p, s = prepared[prepared.dataset == ds], summary[summary.dataset == ds]
+        suffix = "" if len(datasets) == 1 else f"-{_slug(ds)}"
+        claims = check_claims(results, metric, dataset=ds)
+        all_claims += claims
+        noise = noise_level(p)
+        md += [f"## Dataset `{ds}`", "", "### Claims of PAPER.md", "",
+               claims_md(claims, f"Noise: base sd = {noise.sd:.4f} ({noise.source}) → tolerance "
+                                 f"{noise.tol:.4f}. Comparisons pair every trial with the base of its "
+                                 "own target task."), "",
+               "### Results: mean ± sd (count) per treatment and n", "",
+               "n = 0 is the base of the series' target task; random halves pool splits, directions "
+               f"and seeds. Error bars in the figures: {CI_METHOD}.", "",
+               results_table_md(s), "",
+               "### Beside the paper: ImageNet-scale reference, Yosinski et al. 2014", "",
+               f"Paper values are ImageNet top-1 (random-half base 0.625, sd {PAPER_BASE_SD} over 8 "
+               "bases); the sweep's are its own dataset and scale, so compare shapes, not levels.", "",
+               reference_table_md(s), "", "### Figures", ""]
+        for name, plot, caption, absent in (
+                ("transfer", plot_transfer, "every trial and the means by n (paper Figure 2); the "
+                 "spread pools both halves, so it includes their difference in difficulty, which the "
+                 "claims remove by pairing each trial with its own base",
+                 "transfer figure not written: no random-split trials."),
+                ("distance", plot_distance, "relative drop by n (paper Figures 3 and 4)",
+                 "distance figure not written: the sweep has no AnB, man-made/natural transfer or "
+                 "random-weights trials with a base, so distance data is absent.")):
+            path = out / f"{name}{suffix}.png"
+            if plot(p, path, title if ds in title else f"{title} ({ds})", metric):
+                files.append(str(path))
+                md += [f"![{name}]({path.name})", "", f"_{path.name}: {caption}._", ""]
+            else:
+                md += [f"_{absent}_", ""]
+    if not datasets:
+        md += ["_No results yet: no figures and no claims._", ""]
+    missing_keys: list[str] = []
+    if planned is not None:
+        missing = missing_trials(results, planned)
+        if "key" in missing.columns:
+            missing_keys = [str(k) for k in missing["key"]]
+        md += ["## Missing", "", missing_md(missing, len(planned)), ""]
+    report = out / "report.md"
+    report.write_text("\n".join(md))
+    files.append(str(report))
+    return {"files": files, "claims": all_claims, "missing": missing_keys}

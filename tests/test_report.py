@@ -1,0 +1,126 @@
+"""write_report and its tables on synthetic sweeps: files, claims table, partial results, missing trials."""
+import pandas as pd
+import pytest
+
+from orchestrator.claims import HOLDS, NO_DATA, paper_results
+from orchestrator.report import missing_md, missing_trials, reference_table_md, results_table_md, summarize, \
+    write_report
+
+PLANNED_COLUMNS = ["key", "name", "dataset", "split", "source_half", "target_half", "n", "treatment", "seed"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def small_sweep():
+    """Two random splits (bases 0.625 on average), both directions, n = 1..7, plus both natman directions
+    and the random control."""
+    df = paper_results()
+    keep = df.split.isin(["random:0", "random:3", "natman", "all"])
+    return df[keep].reset_index(drop=True)
+
+
+def test_summarize_pools_random_halves_and_keeps_natman_directions():
+    s = summarize(paper_results())
+    anb7 = s[(s.series == "AnB") & (s.n == 7)].iloc[0]
+    assert (anb7["count"], round(anb7["mean"], 6), anb7["sd"]) == (8, 0.543, 0.0)
+    base = s[(s.family == "random-split") & (s.treatment == "base")].iloc[0]
+    assert base["count"] == 8 and base["sd"] == pytest.approx(0.0055)
+    assert base["ci_high"] - base["mean"] == pytest.approx(2.365 * 0.0055 / 8 ** 0.5)
+    natman = s[(s.family == "natman") & (s.treatment == "transfer")]
+    assert list(dict.fromkeys(natman.series)) == ["natural←man-made", "man-made←natural"]
+
+
+def test_results_table_cells_and_reference_table():
+    s = summarize(paper_results())
+    table = results_table_md(s).splitlines()
+    assert table[0] == ("| n | BnB | BnB+ | AnB | AnB+ | natural←man-made | man-made←natural | "
+                        "random (all classes) |")
+    assert table[2].startswith("| 0 | 0.625 ± 0.005 (8) | ")
+    assert table[9] == ("| 7 | 0.623 ± 0.000 (8) | 0.627 ± 0.000 (8) | 0.543 ± 0.000 (8) | 0.647 ± 0.000 (8) "
+                        "| 0.399 (1) | 0.291 (1) | 0.015 (1) |")
+    only_bnb = summarize(paper_results().query("treatment in ['base', 'selffer']"))
+    ref = reference_table_md(only_bnb).splitlines()
+    assert ref[3] == "| 1 | 0.627 / 0.627 | — / 0.628 | — / 0.618 | — / 0.637 | — / 0.657 | — / 0.539 | — / 0.492 |"
+
+
+def test_write_report_writes_both_figures_and_the_claims_table(tmp_path):
+    df = small_sweep()
+    out = write_report(df, tmp_path / "rep", title="Small sweep")
+    names = [p.split("/")[-1] for p in out["files"]]
+    assert names == ["transfer.png", "distance.png", "report.md"]
+    for name in ("transfer.png", "distance.png"):
+        data = (tmp_path / "rep" / name).read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 20_000
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert md.startswith("# Small sweep\n")
+    assert "| # | claim | verdict | deciding numbers | tolerance |" in md
+    assert "| 4 | Specificity: AnB ≤ BnB for n ≥ 3, gap growing with n, AnB lowest at the top | **holds** |" in md
+    assert "ImageNet-scale reference, Yosinski et al. 2014" in md
+    assert "![transfer](transfer.png)" in md and "![distance](distance.png)" in md
+    # Bases 0.625 + 0.0055 * (-1.5, -1, 1, 1.5): sd 0.0081, tolerance 2 sd.
+    assert "base sd = 0.0081 (sd across 4 random-split bases; tolerance = 2 × sd) → tolerance 0.0162" in md
+    assert [c.verdict for c in out["claims"]] == [HOLDS] * 8 and out["missing"] == []
+
+
+def test_partial_results_list_the_missing_trials(tmp_path):
+    df = small_sweep()
+    planned = df[PLANNED_COLUMNS]
+    gone = (df.treatment == "transfer+") | ((df.treatment == "transfer") & (df.split == "natman"))
+    out = write_report(df[~gone], tmp_path, planned=planned)
+    assert sorted(out["missing"]) == sorted(df.loc[gone, "key"])
+    assert len(out["missing"]) == 28 + 14
+    md = (tmp_path / "report.md").read_text()
+    assert f"42 of {len(df)} planned trials have no result yet." in md
+    assert "| transfer | 14 |" in md and "| transfer+ | 28 |" in md
+    assert "- transfer+ n=1 random:0 A" in md
+    claims = {c.id: c.verdict for c in out["claims"]}
+    assert claims[5] == NO_DATA and claims[7] == NO_DATA and claims[4] == HOLDS
+
+
+def test_results_outside_the_plan_are_ignored_and_said(tmp_path):
+    df = small_sweep()
+    planned = df[df.split != "all"][PLANNED_COLUMNS]
+    out = write_report(df, tmp_path, planned=planned)
+    md = (tmp_path / "report.md").read_text()
+    assert "8 result row(s) of trials outside the plan were ignored." in md
+    assert {c.id: c.verdict for c in out["claims"]}[8] == NO_DATA and out["missing"] == []
+
+
+def test_only_base_and_selffer_still_draws_transfer_and_says_distance_is_absent(tmp_path):
+    df = small_sweep()
+    out = write_report(df[df.treatment.isin(["base", "selffer"]) & df.split.str.startswith("random")], tmp_path)
+    assert [p.split("/")[-1] for p in out["files"]] == ["transfer.png", "report.md"]
+    assert not (tmp_path / "distance.png").exists()
+    assert "distance figure not written" in (tmp_path / "report.md").read_text()
+    assert "distance data is absent" in (tmp_path / "report.md").read_text()
+
+
+def test_no_results_writes_only_the_report(tmp_path):
+    planned = small_sweep()[PLANNED_COLUMNS]
+    out = write_report(small_sweep().head(0), tmp_path, planned=planned)
+    assert [p.split("/")[-1] for p in out["files"]] == ["report.md"]
+    assert len(out["missing"]) == len(planned) and out["claims"] == []
+    assert "No results yet" in (tmp_path / "report.md").read_text()
+    bare = write_report(pd.DataFrame(), tmp_path / "bare", planned=planned)  # empty store: no columns at all
+    assert len(bare["missing"]) == len(planned) and bare["claims"] == []
+
+
+def test_missing_names_are_capped_and_matched_by_coordinates_without_keys():
+    planned = pd.DataFrame({"name": [f"t{i}" for i in range(45)], "treatment": ["selffer"] * 45,
+                            "dataset": "d", "split": "random:0", "target_half": "A", "source_half": "A",
+                            "n": list(range(45)), "seed": 0})
+    results = planned.drop(columns=["name"]).head(3)
+    missing = missing_trials(results, planned)
+    assert list(missing["name"][:2]) == ["t3", "t4"] and len(missing) == 42
+    text = missing_md(missing, len(planned), cap=40)
+    assert "42 of 45 planned trials" in text and "- t42" in text and "- t43" not in text
+    assert text.endswith("- … and 2 more")
+
+
+def test_several_datasets_get_one_section_and_figure_pair_each(tmp_path):
+    both = pd.concat([paper_results(dataset="fashion-animals").query("split != 'natman'"),
+                      paper_results(dataset="imagenet").query("treatment in ['base', 'selffer']")])
+    out = write_report(both, tmp_path)
+    names = [p.split("/")[-1] for p in out["files"]]
+    assert names == ["transfer-fashion-animals.png", "distance-fashion-animals.png",
+                     "transfer-imagenet.png", "report.md"]
+    assert [c.dataset for c in out["claims"]] == ["fashion-animals"] * 8 + ["imagenet"] * 8
