@@ -28,9 +28,13 @@ except ImportError:
 
 
 @pytest.fixture(scope="session")
-def ray_head():
-    """One real Ray head (token auth, dashboard on loopback) for the whole test run, stopped by PID."""
-    head = start_head(num_cpus=2)
+def ray_head(s3_server):
+    """One real Ray head (token auth, dashboard on loopback) for the whole test run, stopped by PID.
+
+    Its processes get the S3 server's endpoint and credentials in their environment, as cluster
+    nodes get theirs from an instance role: trials reach an s3:// store without any secret in a spec.
+    """
+    head = start_head(num_cpus=2, env=s3_server.env())
     try:
         yield head
     finally:

@@ -39,12 +39,12 @@ class RayHead:
         return {**os.environ, **self.env}
 
 
-def start_head(num_cpus: int = 2) -> RayHead:
+def start_head(num_cpus: int = 2, env: dict | None = None) -> RayHead:
     # AF_UNIX socket paths are limited to 107 bytes: keep the temp dir short.
     temp_dir = tempfile.mkdtemp(prefix="ts-", dir="/tmp")
     gcs, dash = free_port(), free_port()
     env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
-           "RAY_USAGE_STATS_ENABLED": "0", "TRANSFER_SWEEP_RAY_TMP": temp_dir}
+           "RAY_USAGE_STATS_ENABLED": "0", "TRANSFER_SWEEP_RAY_TMP": temp_dir, **(env or {})}
     ray_bin = str(Path(sys.executable).with_name("ray"))
     cmd = [ray_bin, "start", "--head", "--block", f"--num-cpus={num_cpus}", "--num-gpus=0",
            f"--port={gcs}", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",

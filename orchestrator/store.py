@@ -1,0 +1,773 @@
+"""The store: one root URI (local folder or s3://bucket/prefix) holding datasets, checkpoints and results.
+
+Knows neither torch nor ray: everything crosses this boundary as bytes, dicts or pyarrow tables.
+Layout and row schema: docs/contracts.md. Two backends behind one small byte API (`Store`):
+
+- local folder (plain path or file:// URI): writes go to a dot-named temporary file in the target's
+  folder, then `os.replace` (write) or `os.link` (create-only commit: fails if the target exists).
+  Dot-named files are ignored by pyarrow/pandas dataset reads, so a crashed writer never shows up.
+- S3 (s3://bucket/prefix): boto3, because commits need `put_object(IfNoneMatch="*")` and retries need
+  structured error codes (pyarrow.fs reports errors as free text). `Store.filesystem()` hands users a
+  pyarrow filesystem for direct dataset reads.
+
+Credentials come only from the standard AWS chain (env vars, config files, instance role); they are
+never accepted in URIs, never logged and never written (writes containing them are refused).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import socket
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qsl, urlsplit
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+RETRY_SECONDS = 60.0  # default budget for retrying transient errors; env overrides (below)
+RETRY_ENV = "TRANSFER_SWEEP_STORE_RETRY_SECONDS"
+CHECK_RETRY_SECONDS = 3.0  # open_store's probe: an unreachable endpoint must fail fast
+CONNECT_TIMEOUT = 3  # seconds per connection attempt
+_MAX_BACKOFF = 2.0  # short enough to notice a recovered endpoint within seconds
+_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+_SECRET_QUERY = re.compile(r"(key|secret|token|password|credential)", re.IGNORECASE)
+_TMP_PREFIX = ".tmp-"
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class StoreError(Exception):
+    """A store problem a user can act on; str() is one line naming the problem (never a secret)."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+def retry_seconds() -> float:
+    """The current retry budget for transient errors (env TRANSFER_SWEEP_STORE_RETRY_SECONDS)."""
+    value = os.environ.get(RETRY_ENV)
+    return float(value) if value else RETRY_SECONDS
+
+
+def _clean(path: str, allow_empty: bool = False) -> str:
+    """Normalise a store-relative path; refuse absolute paths and '..' (no escaping the root)."""
+    parts = [p for p in str(path).replace("\\", "/").split("/") if p not in ("", ".")]
+    if ".." in parts or str(path).startswith("/"):
+        raise ValueError(f"store paths are relative and stay under the root: {path!r}")
+    if not parts and not allow_empty:
+        raise ValueError("empty store path")
+    return "/".join(parts)
+
+
+def _check_key(key: str) -> str:
+    if not isinstance(key, str) or not _KEY_RE.match(key):
+        raise ValueError(f"invalid trial key {key!r}")
+    return key
+
+
+def _refuse_secrets(path: str, data: bytes) -> None:
+    """Refuse to write an object that contains a credential value from the environment."""
+    for name in _SECRET_ENV:
+        value = os.environ.get(name, "")
+        if len(value) >= 8 and value.encode() in data:
+            raise StoreError(f"refusing to write {path}: it contains the value of {name}")
+
+
+def _redact(text: str) -> str:
+    """Replace credential values from the environment by '***' (tracebacks may quote them)."""
+    for name in _SECRET_ENV:
+        value = os.environ.get(name, "")
+        if len(value) >= 8:
+            text = text.replace(value, "***")
+    return text
+
+
+def _one_line(exc: BaseException) -> str:
+    """Type and message of an error, one line; connection errors cut to their cause
+    ("[Errno 111] Connection refused") instead of the full request URL."""
+    kwargs = getattr(exc, "kwargs", None)  # botocore keeps the underlying error there
+    cause = kwargs.get("error") if isinstance(kwargs, dict) else None
+    text = str(cause).rsplit(": ", 1)[-1] if cause is not None else str(exc)
+    return f"{type(exc).__name__}: {' '.join(text.split())[:300]}"
+
+
+class Store:
+    """Byte-level access to one store root, with create-only commits and retried transient errors."""
+
+    root: str  # the root URI as given (no secrets; URIs with secrets are rejected by open_store)
+
+    def read_bytes(self, path: str) -> bytes:
+        """Return the object at `path` (relative to the root). FileNotFoundError if absent."""
+        raise NotImplementedError
+
+    def exists(self, path: str) -> bool:
+        """Whether an object exists at `path`."""
+        raise NotImplementedError
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Write (or replace) `path` atomically: readers see the old or the new object, never a part."""
+        raise NotImplementedError
+
+    def commit_bytes(self, path: str, data: bytes) -> bool:
+        """Create `path` only if absent. True if this call created it, False if it already existed.
+        (After an S3 request whose answer was lost, a retry can see its own object and say False:
+        either way the object exists with committed content.)"""
+        raise NotImplementedError
+
+    def list(self, prefix: str) -> list[str]:
+        """Relative paths of all objects under `prefix` (recursive, sorted). Empty if none."""
+        raise NotImplementedError
+
+    def delete(self, path: str) -> None:
+        """Remove `path` if present."""
+        raise NotImplementedError
+
+    def uri(self, path: str = "") -> str:
+        """Full URI of `path`, for pandas/duckdb/pyarrow users (local path or s3://...)."""
+        raise NotImplementedError
+
+    def filesystem(self, path: str = ""):
+        """(pyarrow.fs.FileSystem, path in it) for direct reads, e.g. pq.read_table(p, filesystem=fs)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.root!r})"
+
+    # --- shared retry loop ---------------------------------------------------------------------
+    def _transient(self, exc: BaseException) -> bool:
+        return False
+
+    def _translate(self, exc: BaseException, op: str, path: str) -> BaseException:
+        return exc
+
+    def _call(self, op: str, path: str, fn, budget: float | None = None):
+        """Run fn(), retrying transient errors with exponential backoff until `budget` seconds pass."""
+        deadline = time.monotonic() + (retry_seconds() if budget is None else budget)
+        delay, attempt = 0.25, 0
+        while True:
+            try:
+                return fn()
+            except Exception as exc:  # noqa: BLE001 - classified below, everything else re-raised
+                left = deadline - time.monotonic()
+                if not self._transient(exc) or left <= 0:
+                    translated = self._translate(exc, op, path)
+                    if translated is exc:
+                        raise
+                    raise translated from exc
+                attempt += 1
+                wait = min(delay, left)
+                log.warning("store: %s %s failed (%s); retry %d in %.1f s (%.0f s left)",
+                            op, self.uri(path) if path else self.root, _one_line(exc), attempt,
+                            wait, left)
+                time.sleep(wait)
+                delay = min(delay * 2, _MAX_BACKOFF)
+
+
+class LocalStore(Store):
+    """A local folder: temp file + os.replace for writes, temp file + os.link for commits."""
+
+    def __init__(self, root: str, directory: str):
+        self.root = root
+        self.directory = directory
+
+    def _full(self, path: str, allow_empty: bool = False) -> str:
+        clean = _clean(path, allow_empty)
+        return os.path.join(self.directory, *clean.split("/")) if clean else self.directory
+
+    def _transient(self, exc):
+        return isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.EAGAIN, errno.EBUSY,
+                                                          errno.ESTALE, errno.ETIMEDOUT)
+
+    def _translate(self, exc, op, path):
+        if isinstance(exc, (FileNotFoundError, ValueError, StoreError)) or not isinstance(exc, OSError):
+            return exc
+        return StoreError(f"local store: cannot {op} {self._full(path, True)}: "
+                          f"{exc.strerror or _one_line(exc)}")
+
+    def _write_temp(self, target: str, data: bytes) -> str:
+        folder = os.path.dirname(target)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f"{_TMP_PREFIX}{uuid.uuid4().hex}-{os.path.basename(target)}")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return tmp
+
+    def read_bytes(self, path):
+        full = self._full(path)
+
+        def read():
+            with open(full, "rb") as f:
+                return f.read()
+        return self._call("read", path, read)
+
+    def exists(self, path):
+        return os.path.isfile(self._full(path))
+
+    def write_bytes(self, path, data):
+        full, data = self._full(path), bytes(data)
+        _refuse_secrets(path, data)
+
+        def write():
+            tmp = self._write_temp(full, data)
+            try:
+                os.replace(tmp, full)
+            except BaseException:
+                _unlink_quietly(tmp)
+                raise
+        self._call("write", path, write)
+
+    def commit_bytes(self, path, data):
+        full, data = self._full(path), bytes(data)
+        _refuse_secrets(path, data)
+
+        def commit():
+            tmp = self._write_temp(full, data)
+            try:
+                os.link(tmp, full)  # atomic and create-only: fails if the target exists
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                _unlink_quietly(tmp)
+        return self._call("commit", path, commit)
+
+    def list(self, prefix):
+        base = self._full(prefix, allow_empty=True)
+        found = []
+        for folder, _, files in os.walk(base):
+            for name in files:
+                if not name.startswith(_TMP_PREFIX):
+                    rel = os.path.relpath(os.path.join(folder, name), self.directory)
+                    found.append(rel.replace(os.sep, "/"))
+        return sorted(found)
+
+    def delete(self, path):
+        _unlink_quietly(self._full(path))
+
+    def uri(self, path=""):
+        return self._full(path, allow_empty=True)
+
+    def filesystem(self, path=""):
+        import pyarrow.fs as pafs
+        return pafs.LocalFileSystem(), self.uri(path)
+
+
+def _unlink_quietly(full: str) -> None:
+    try:
+        os.remove(full)
+    except FileNotFoundError:
+        pass
+
+
+class S3Store(Store):
+    """s3://bucket/prefix through boto3; every call retried on transient errors (see _transient)."""
+
+    _AUTH_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403",
+                   "InvalidToken", "ExpiredToken", "InvalidClientTokenId", "AuthorizationHeaderMalformed"}
+    _RETRY_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError",
+                    "ServiceUnavailable", "RequestLimitExceeded", "ConditionalRequestConflict",
+                    "OperationAborted", "500", "502", "503", "504"}
+
+    def __init__(self, root: str, bucket: str, prefix: str, endpoint: str | None):
+        self.root, self.bucket, self.prefix, self.endpoint = root, bucket, prefix, endpoint
+        self._client = None
+
+    def __getstate__(self):  # picklable for Ray workers: the client (and its credentials) stays here
+        state = dict(self.__dict__)
+        state["_client"] = None
+        return state
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = _make_s3_client(self.endpoint)
+        return self._client
+
+    @property
+    def endpoint_name(self) -> str:
+        return self.endpoint or self.client.meta.endpoint_url
+
+    def _key(self, path: str, allow_empty: bool = False) -> str:
+        clean = _clean(path, allow_empty)
+        return "/".join(p for p in (self.prefix, clean) if p)
+
+    def _transient(self, exc):
+        import botocore.exceptions as be
+        if isinstance(exc, (be.ConnectionError, be.HTTPClientError, ConnectionError)):
+            return True
+        if isinstance(exc, be.ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            return code in self._RETRY_CODES or status >= 500
+        return False
+
+    def _translate(self, exc, op, path):
+        import botocore.exceptions as be
+        where = self.uri(path) if path else f"s3://{self.bucket}"
+        if self._transient(exc):
+            return StoreError(f"S3 endpoint {self.endpoint_name} unreachable ({op} {where}): "
+                              f"{_one_line(exc)}")
+        if isinstance(exc, be.NoCredentialsError):
+            return StoreError(f"no AWS credentials found for {self.endpoint_name}: "
+                              "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+        if isinstance(exc, be.ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code == "NoSuchBucket" or (op == "check" and code in ("404", "NotFound")):
+                return StoreError(f"bucket '{self.bucket}' does not exist at {self.endpoint_name}")
+            if code in self._AUTH_CODES:
+                return StoreError(f"credentials rejected by {self.endpoint_name} ({code} on {op} "
+                                  f"{where}): check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+            msg = exc.response.get("Error", {}).get("Message", "")
+            return StoreError(f"S3 {op} {where} at {self.endpoint_name} failed: {code} {msg}")
+        if isinstance(exc, be.BotoCoreError):
+            return StoreError(f"S3 {op} {where} failed: {_one_line(exc)}")
+        return exc
+
+    @staticmethod
+    def _code(exc) -> str:
+        response = getattr(exc, "response", None) or {}
+        return str(response.get("Error", {}).get("Code", ""))
+
+    def check(self) -> None:
+        """Prove the endpoint answers, the credentials are accepted and the bucket exists (no write)."""
+        probe = lambda: self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key("", True),
+                                                    MaxKeys=1)
+        self._call("check", "", probe, budget=CHECK_RETRY_SECONDS)
+
+    def read_bytes(self, path):
+        key = self._key(path)
+
+        def read():
+            try:
+                return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            except Exception as exc:
+                if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
+                    raise FileNotFoundError(self.uri(path)) from None
+                raise
+        return self._call("read", path, read)
+
+    def exists(self, path):
+        key = self._key(path)
+
+        def head():
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=key)
+                return True
+            except Exception as exc:
+                if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
+                    return False
+                raise
+        return self._call("exists", path, head)
+
+    def write_bytes(self, path, data):
+        key, data = self._key(path), bytes(data)
+        _refuse_secrets(path, data)
+        self._call("write", path, lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=data))
+
+    def commit_bytes(self, path, data):
+        key, data = self._key(path), bytes(data)
+        _refuse_secrets(path, data)
+
+        def commit():
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
+                return True
+            except Exception as exc:
+                if self._code(exc) in ("PreconditionFailed", "412"):
+                    return False  # someone committed first: that is the exactly-once guarantee
+                raise
+        return self._call("commit", path, commit)
+
+    def list(self, prefix):
+        base = self._key(prefix, allow_empty=True)
+        strip = len(self.prefix) + 1 if self.prefix else 0
+
+        def listing():
+            found = []
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base + "/" if base else "")
+            for page in pages:
+                found.extend(o["Key"][strip:] for o in page.get("Contents", [])
+                             if not o["Key"].endswith("/"))
+            return sorted(found)
+        return self._call("list", prefix, listing)
+
+    def delete(self, path):
+        key = self._key(path)
+        self._call("delete", path, lambda: self.client.delete_object(Bucket=self.bucket, Key=key))
+
+    def uri(self, path=""):
+        key = self._key(path, allow_empty=True)
+        return f"s3://{self.bucket}/{key}" if key else f"s3://{self.bucket}"
+
+    def filesystem(self, path=""):
+        import pyarrow.fs as pafs
+        options = {"region": self.client.meta.region_name or "us-east-1"}
+        if self.endpoint:
+            parts = urlsplit(self.endpoint)
+            options.update(endpoint_override=parts.netloc or self.endpoint,
+                           scheme=parts.scheme or "https")
+        # no key arguments: pyarrow reads the same standard AWS chain as boto3
+        return pafs.S3FileSystem(**options), self.uri(path)[len("s3://"):]
+
+
+def _make_s3_client(endpoint: str | None):
+    import boto3
+    from botocore.config import Config
+    config = Config(connect_timeout=CONNECT_TIMEOUT, read_timeout=30,
+                    retries={"total_max_attempts": 1},  # our own loop retries, and logs each retry
+                    max_pool_connections=32,
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                    s3={"addressing_style": "path"} if endpoint else {})
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    try:
+        return boto3.session.Session().client("s3", endpoint_url=endpoint, config=config,
+                                              region_name=region or ("us-east-1" if endpoint else None))
+    except ValueError as exc:
+        raise StoreError(f"invalid S3 endpoint {endpoint!r}: {exc}") from None
+
+
+def _credentials_error(scheme: str, bucket_or_path: str) -> StoreError:
+    return StoreError(f"store URI must not contain credentials: {scheme}://{bucket_or_path}...; "
+                      "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY instead")
+
+
+def _s3_endpoint(endpoint: str | None) -> str | None:
+    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint and "@" in urlsplit(endpoint).netloc:
+        raise StoreError("S3 endpoint must not contain credentials; "
+                         "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY instead")
+    return endpoint or None
+
+
+def _open_local(uri: str, directory: str, check: bool) -> LocalStore:
+    directory = os.path.abspath(os.path.expanduser(directory))
+    if check:
+        _prepare_local(directory)
+    return LocalStore(uri, directory)
+
+
+def _prepare_local(directory: str) -> None:
+    """Create the store folder on first use; refuse files, unwritable folders (creating nothing)."""
+    if os.path.exists(directory):
+        if not os.path.isdir(directory):
+            raise StoreError(f"store path {directory} is not a directory")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise StoreError(f"store folder {directory} is not writable")
+        return
+    parent = os.path.dirname(directory)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise StoreError(f"cannot create store folder {directory}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot create store folder {directory}: {parent} is not writable")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create store folder {directory}: {exc.strerror}") from None
+
+
+def open_store(uri: str, endpoint: str | None = None, check: bool = True) -> Store:
+    """Open the store at `uri`; with `check`, prove it is reachable and writable or raise StoreError.
+
+    `uri`: a local folder, file:///abs/path or s3://bucket/prefix. The S3 endpoint is `endpoint`,
+    else env AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL, else AWS. A failed check writes nothing;
+    a missing local folder is created (first run) when its parent is writable.
+    """
+    uri = str(uri)
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if len(scheme) <= 1:  # a plain path (or a Windows drive letter)
+        return _open_local(uri, uri, check)
+    if "@" in parts.netloc or any(_SECRET_QUERY.search(k) for k, _ in parse_qsl(parts.query)):
+        host = parts.netloc.rsplit("@", 1)[-1]
+        raise _credentials_error(scheme, host)
+    if parts.query:
+        raise StoreError(f"store URI {scheme}://{parts.netloc}{parts.path} must not have query "
+                         "parameters: pass endpoint= or set AWS_ENDPOINT_URL")
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise StoreError(f"file URI must name a local path (file:///abs/path): {uri}")
+        return _open_local(uri, parts.path, check)
+    if scheme != "s3":
+        raise StoreError(f"unsupported store URI scheme '{scheme}': use a folder or s3://bucket/prefix")
+    if not parts.netloc:
+        raise StoreError(f"S3 store URI needs a bucket: s3://bucket/prefix (got {uri})")
+    store = S3Store(uri, parts.netloc, _clean(parts.path.lstrip("/"), allow_empty=True),
+                    _s3_endpoint(endpoint))
+    if check:
+        store.check()
+    return store
+
+
+# --- paths (keys, not counters: every path derives from a content hash) ---------------------------
+def result_path(key: str) -> str:
+    return f"results/{key}.parquet"
+
+
+def curve_path(key: str) -> str:
+    return f"curves/{key}.parquet"
+
+
+def base_model_path(key: str) -> str:
+    return f"bases/{key}/model.pt"
+
+
+def checkpoint_prefix(key: str) -> str:
+    return f"trials/{key}/ckpt"
+
+
+def progress_path(key: str) -> str:
+    return f"trials/{key}/progress.json"
+
+
+def failures_prefix(key: str) -> str:
+    return f"trials/{key}/failures"
+
+
+def dataset_prefix(name: str, content_hash: str) -> str:
+    return f"datasets/{name}/{content_hash}"
+
+
+def sweep_prefix(name: str) -> str:
+    return f"sweeps/{name}"
+
+
+# --- checkpoints: bytes + sha256 sidecar ---------------------------------------------------------
+_CKPT_RE = re.compile(r"/step-(\d{9})\.pt$")
+
+
+def checkpoint_path(key: str, step: int) -> str:
+    return f"{checkpoint_prefix(_check_key(key))}/step-{int(step):09d}.pt"
+
+
+def _checkpoint_steps(store: Store, key: str) -> list[int]:
+    """Steps that have a checkpoint file or a sidecar, ascending."""
+    steps = set()
+    for path in store.list(checkpoint_prefix(_check_key(key))):
+        match = _CKPT_RE.search(path.removesuffix(".sha256"))
+        if match:
+            steps.add(int(match.group(1)))
+    return sorted(steps)
+
+
+def save_checkpoint(store: Store, key: str, step: int, data: bytes, keep: int = 2) -> None:
+    """Write step-<step>.pt and its .sha256 sidecar, then delete all but the newest `keep`.
+
+    The sidecar is written last, so a checkpoint without one is incomplete. Pruning keeps this step
+    and the newest keep-1 older ones; newer steps are leftovers of an abandoned attempt (resume
+    chose this older one because they were invalid) and would shadow this one, so they go too.
+    """
+    path = checkpoint_path(key, step)
+    store.write_bytes(path, data)
+    store.write_bytes(path + ".sha256", hashlib.sha256(data).hexdigest().encode())
+    steps = _checkpoint_steps(store, key)
+    older = [s for s in steps if s < step]
+    doomed = older[:max(0, len(older) - max(keep, 1) + 1)] + [s for s in steps if s > step]
+    for old in doomed:
+        store.delete(checkpoint_path(key, old) + ".sha256")  # sidecar first: a half-pruned
+        store.delete(checkpoint_path(key, old))              # checkpoint reads as invalid
+
+
+def load_latest_checkpoint(store: Store, key: str) -> tuple[int, bytes] | None:
+    """Newest checkpoint whose sha256 matches, as (step, bytes); corrupt ones are skipped with a
+    warning (logging) naming the file. None if there is no valid checkpoint."""
+    for step in reversed(_checkpoint_steps(store, key)):
+        path = checkpoint_path(key, step)
+        try:
+            data = store.read_bytes(path)
+        except FileNotFoundError:
+            log.warning("checkpoint %s is missing (only its sidecar exists); trying the previous one",
+                        store.uri(path))
+            continue
+        try:
+            expected = store.read_bytes(path + ".sha256").decode("ascii", "replace").split()
+        except FileNotFoundError:
+            log.warning("checkpoint %s has no sha256 sidecar (incomplete write); trying the previous "
+                        "one", store.uri(path))
+            continue
+        actual = hashlib.sha256(data).hexdigest()
+        if not expected or expected[0].lower() != actual:
+            log.warning("checkpoint %s is corrupt (sha256 %s, expected %s, %d bytes); trying the "
+                        "previous one", store.uri(path), actual[:12],
+                        expected[0][:12] if expected else "nothing", len(data))
+            continue
+        return step, data
+    return None
+
+
+# --- results -------------------------------------------------------------------------------------
+def _field(name: str, type_: pa.DataType, nullable: bool = False) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable)
+
+
+RESULT_SCHEMA = pa.schema([
+    _field("sweep", pa.string()), _field("key", pa.string()), _field("name", pa.string()),
+    _field("dataset", pa.string()), _field("split", pa.string()),
+    _field("source_half", pa.string(), True), _field("target_half", pa.string()),
+    _field("n", pa.int64()), _field("treatment", pa.string()), _field("seed", pa.int64()),
+    _field("base_key", pa.string(), True), _field("top1_final", pa.float64()),
+    _field("top1_paper", pa.float64()), _field("steps", pa.int64()),
+    _field("wall_seconds", pa.float64()), _field("status", pa.string()),
+    _field("error", pa.string(), True), _field("protocol", pa.int64()),
+    _field("finished_at", pa.timestamp("us", tz="UTC")), _field("settings_json", pa.string()),
+])
+
+CURVE_SCHEMA = pa.schema([
+    _field("key", pa.string()), _field("step", pa.int64()), _field("top1", pa.float64(), True),
+    _field("loss", pa.float64(), True), _field("lr", pa.float64(), True),
+    _field("seconds", pa.float64(), True),
+])
+
+
+def _to_table(rows: list[dict], schema: pa.Schema, what: str) -> pa.Table:
+    """Build a table with exactly `schema`'s columns; ValueError names missing/unknown/bad columns."""
+    names = set(schema.names)
+    for row in rows:
+        missing, unknown = sorted(names - set(row)), sorted(set(row) - names)
+        if missing or unknown:
+            raise ValueError(f"{what}: missing columns {missing}, unknown columns {unknown}")
+    columns = []
+    for field in schema:
+        values = [row[field.name] for row in rows]
+        if not field.nullable and any(v is None for v in values):
+            raise ValueError(f"{what}: column {field.name!r} must not be null")
+        if pa.types.is_timestamp(field.type) and any(
+                isinstance(v, dt.datetime) and v.tzinfo is None for v in values):
+            raise ValueError(f"{what}: column {field.name!r} needs a timezone-aware datetime (UTC)")
+        try:
+            columns.append(pa.array(values, type=field.type))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"{what}: column {field.name!r}: {exc}") from None
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def _read_parquet(data: bytes, schema: pa.Schema) -> pa.Table:
+    table = pq.read_table(pa.BufferReader(data))
+    return table.select(schema.names).cast(schema)
+
+
+def commit_result(store: Store, row: dict) -> bool:
+    """Commit one result row (docs/contracts.md schema) to results/<key>.parquet, create-only.
+    True if this call committed it; False if a row for that key was already there."""
+    table = _to_table([row], RESULT_SCHEMA, "result row")
+    return store.commit_bytes(result_path(_check_key(row["key"])), _parquet_bytes(table))
+
+
+def read_result(store: Store, key: str) -> dict | None:
+    """The committed row for `key`, or None."""
+    try:
+        data = store.read_bytes(result_path(_check_key(key)))
+    except FileNotFoundError:
+        return None
+    return _read_parquet(data, RESULT_SCHEMA).to_pylist()[0]
+
+
+def committed_keys(store: Store) -> set[str]:
+    """Keys that have a committed result (a listing, no file reads)."""
+    return {p[len("results/"):-len(".parquet")] for p in store.list("results")
+            if p.endswith(".parquet") and p.count("/") == 1}
+
+
+def read_results(store: Store, keys: set[str] | None = None):
+    """All committed rows (or those in `keys`) as one pyarrow.Table with the result schema,
+    sorted by key; an empty table with the schema when there are none."""
+    wanted = sorted(committed_keys(store) if keys is None else committed_keys(store) & set(keys))
+    if not wanted:
+        return RESULT_SCHEMA.empty_table()
+    # object stores answer one GET at a time: overlap them (the client is thread-safe)
+    with ThreadPoolExecutor(max_workers=16 if isinstance(store, S3Store) else 1) as pool:
+        blobs = list(pool.map(lambda k: store.read_bytes(result_path(k)), wanted))
+    return pa.concat_tables([_read_parquet(b, RESULT_SCHEMA) for b in blobs])
+
+
+def commit_curve(store: Store, key: str, rows: list[dict]) -> bool:
+    """Commit the evaluation curve (columns key, step, top1, loss, lr, seconds), create-only.
+    Rows may omit `key`; one that names another key is a ValueError."""
+    _check_key(key)
+    full = []
+    for row in rows:
+        if row.get("key", key) != key:
+            raise ValueError(f"curve row for key {row['key']!r} given to commit_curve({key!r})")
+        full.append({**row, "key": key})
+    table = _to_table(full, CURVE_SCHEMA, "curve row")
+    return store.commit_bytes(curve_path(key), _parquet_bytes(table))
+
+
+def read_curve(store: Store, key: str) -> pa.Table | None:
+    """The committed curve of `key` as a table (CURVE_SCHEMA), or None."""
+    try:
+        return _read_parquet(store.read_bytes(curve_path(_check_key(key))), CURVE_SCHEMA)
+    except FileNotFoundError:
+        return None
+
+
+def write_progress(store: Store, key: str, progress: dict) -> None:
+    """Overwrite trials/<key>/progress.json (step, total_steps, updated_at, ...)."""
+    data = json.dumps(progress, sort_keys=True, default=str).encode()
+    store.write_bytes(progress_path(_check_key(key)), data)
+
+
+def read_progress(store: Store, key: str) -> dict | None:
+    """The last progress written for `key`, or None."""
+    try:
+        return json.loads(store.read_bytes(progress_path(_check_key(key))))
+    except FileNotFoundError:
+        return None
+
+
+def record_failure(store: Store, key: str, error_line: str, traceback_text: str, where: str) -> str:
+    """Write one failure record; returns its path. `where` says where the full log is."""
+    now = dt.datetime.now(dt.timezone.utc)
+    path = f"{failures_prefix(_check_key(key))}/{now:%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex[:8]}.json"
+    record = {"error": _redact(error_line), "traceback": _redact(traceback_text), "where": where,
+              "at": now.isoformat()}
+    store.commit_bytes(path, json.dumps(record, sort_keys=True).encode())
+    return path
+
+
+def read_failures(store: Store, key: str) -> list[dict]:
+    """All failure records of `key`, oldest first."""
+    return [json.loads(store.read_bytes(p)) for p in store.list(failures_prefix(_check_key(key)))
+            if p.endswith(".json")]
+
+
+# --- attempts: one record per start of a trial's training (how tests and status count trainings) ---
+def attempts_prefix(key: str) -> str:
+    return f"trials/{key}/attempts"
+
+
+def record_attempt(store: Store, key: str, **info) -> str:
+    """Record that a training of `key` starts now (pid, host, newest checkpoint step); returns its path."""
+    now = dt.datetime.now(dt.timezone.utc)
+    steps = _checkpoint_steps(store, _check_key(key))
+    record = {"at": now.isoformat(), "pid": os.getpid(), "host": socket.gethostname(),
+              "resume_step": max(steps) if steps else 0, **info}
+    path = f"{attempts_prefix(key)}/{now:%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex[:8]}.json"
+    store.commit_bytes(path, json.dumps(record, sort_keys=True).encode())
+    return path
+
+
+def read_attempts(store: Store, key: str) -> list[dict]:
+    """All attempt records of `key`, oldest first."""
+    return [json.loads(store.read_bytes(p)) for p in store.list(attempts_prefix(_check_key(key)))
+            if p.endswith(".json")]
