@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -88,10 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --- helpers -------------------------------------------------------------------------------------
+def _absolute(uri: str) -> str:
+    """Local store paths are made absolute: Ray workers do not share the driver's working directory."""
+    return uri if "://" in uri else os.path.abspath(uri)
+
+
 def _load(args) -> SweepSpec:
     spec = load_spec(args.spec, tuple(args.set))
-    if getattr(args, "store", None):
-        spec = spec.model_copy(update={"store": args.store})
+    spec = spec.model_copy(update={"store": _absolute(getattr(args, "store", None) or spec.store)})
     if getattr(args, "endpoint", None):
         spec = spec.model_copy(update={"endpoint": args.endpoint})
     return spec
@@ -99,7 +104,7 @@ def _load(args) -> SweepSpec:
 
 def _stored_spec(args) -> SweepSpec:
     """The spec a sweep was last run with, read back from the store."""
-    store_uri = args.store or "./store"
+    store_uri = _absolute(args.store or "./store")
     store = open_store(store_uri, args.endpoint)
     path = f"{sweep_prefix(args.sweep)}/spec.yaml"
     try:

@@ -22,17 +22,17 @@ class SweepProgress:
 
     def __init__(self, console: Console, total: int, already_done: int, name: str):
         self.console, self.total = console, total
-        self.done, self.failed, self.running = already_done, 0, set()
+        self.n_done, self.n_failed, self.running = already_done, 0, set()
         self.bar = make_bar(console)
         self.task = self.bar.add_task(name, total=total, completed=already_done, **self._fields())
         self.started_at = time.monotonic()
 
     def _fields(self) -> dict:
-        pending = self.total - self.done - self.failed - len(self.running)
-        return dict(done=self.done, failed=self.failed, running=len(self.running), pending=max(0, pending))
+        pending = self.total - self.n_done - self.n_failed - len(self.running)
+        return dict(done=self.n_done, failed=self.n_failed, running=len(self.running), pending=max(0, pending))
 
     def _refresh(self) -> None:
-        self.bar.update(self.task, completed=self.done + self.failed, **self._fields())
+        self.bar.update(self.task, completed=self.n_done + self.n_failed, **self._fields())
 
     def __enter__(self):
         self.bar.__enter__()
@@ -50,17 +50,17 @@ class SweepProgress:
 
     def finished(self, name: str, top1: Optional[float]) -> None:
         self.running.discard(name)
-        self.done += 1
+        self.n_done += 1
         score = f"top-1 {top1:.4f}" if top1 is not None else ""
         self.console.print(f"[green]ok[/]    {name:<28} {score}")
         self._refresh()
 
     def failed(self, name: str, error_file: str) -> None:
         self.running.discard(name)
-        self.failed += 1
+        self.n_failed += 1
         self.console.print(f"[red]fail[/]  {name:<28} log: {error_file}")
         self._refresh()
 
     def blocked(self, count: int) -> None:
-        self.failed += count
+        self.n_failed += count
         self._refresh()

@@ -538,6 +538,10 @@ def failures_prefix(key: str) -> str:
     return f"trials/{key}/failures"
 
 
+def attempts_prefix(key: str) -> str:
+    return f"trials/{key}/attempts"
+
+
 def dataset_prefix(name: str, content_hash: str) -> str:
     return f"datasets/{name}/{content_hash}"
 
@@ -735,20 +739,41 @@ def read_progress(store: Store, key: str) -> dict | None:
         return None
 
 
-def record_failure(store: Store, key: str, error_line: str, traceback_text: str, where: str) -> str:
-    """Write one failure record; returns its path. `where` says where the full log is."""
+def _commit_record(store: Store, prefix: str, record: dict) -> str:
+    """Commit a JSON record named <utc time>-<short uuid>.json (names sort oldest first)."""
     now = dt.datetime.now(dt.timezone.utc)
-    path = f"{failures_prefix(_check_key(key))}/{now:%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex[:8]}.json"
-    record = {"error": _redact(error_line), "traceback": _redact(traceback_text), "where": where,
-              "at": now.isoformat()}
-    store.commit_bytes(path, json.dumps(record, sort_keys=True).encode())
+    path = f"{prefix}/{now:%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex[:8]}.json"
+    store.commit_bytes(path, json.dumps({**record, "at": now.isoformat()}, sort_keys=True).encode())
     return path
 
 
+def _read_records(store: Store, prefix: str) -> list[dict]:
+    return [json.loads(store.read_bytes(p)) for p in store.list(prefix) if p.endswith(".json")]
+
+
+def record_failure(store: Store, key: str, error_line: str, traceback_text: str, where: str) -> str:
+    """Write one failure record; returns its path. `where` says where the full log is."""
+    record = {"error": _redact(error_line), "traceback": _redact(traceback_text), "where": where}
+    return _commit_record(store, failures_prefix(_check_key(key)), record)
+
+
 def read_failures(store: Store, key: str) -> list[dict]:
-    """All failure records of `key`, oldest first."""
-    return [json.loads(store.read_bytes(p)) for p in store.list(failures_prefix(_check_key(key)))
-            if p.endswith(".json")]
+    """All failure records of `key` (error, traceback, where, at), oldest first."""
+    return _read_records(store, failures_prefix(_check_key(key)))
+
+
+def record_attempt(store: Store, key: str) -> str:
+    """Record that an attempt at `key` starts in this process; returns its path. Fields: at, pid,
+    host, resume_step (the newest checkpoint step present now, 0 if none: where it will resume
+    unless that checkpoint fails verification)."""
+    steps = _checkpoint_steps(store, key)
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "resume_step": steps[-1] if steps else 0}
+    return _commit_record(store, attempts_prefix(_check_key(key)), record)
+
+
+def read_attempts(store: Store, key: str) -> list[dict]:
+    """All attempt records of `key`, oldest first."""
+    return _read_records(store, attempts_prefix(_check_key(key)))
 
 
 # --- attempts: one record per start of a trial's training (how tests and status count trainings) ---

@@ -243,6 +243,17 @@ def test_curve_progress_and_failures(store):
     assert dt.datetime.fromisoformat(records[0]["at"]).tzinfo is not None
 
 
+def test_attempts_record_pid_and_resume_step(store):
+    first = st.record_attempt(store, "k1")
+    st.save_checkpoint(store, "k1", 40, b"weights")
+    second = st.record_attempt(store, "k1")
+    assert store.list("trials/k1/attempts") == [first, second]
+    attempts = st.read_attempts(store, "k1")
+    assert [a["resume_step"] for a in attempts] == [0, 40]
+    assert [a["pid"] for a in attempts] == [os.getpid(), os.getpid()]
+    assert dt.datetime.fromisoformat(attempts[0]["at"]) <= dt.datetime.fromisoformat(attempts[1]["at"])
+
+
 def test_no_credential_value_is_ever_written(store, monkeypatch, tmp_path, request):
     if not os.environ.get("AWS_SECRET_ACCESS_KEY"):  # local backend: any secret in the env counts
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local-test-secret-value")
