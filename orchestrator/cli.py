@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from rich.table import Table
 from orchestrator.plan import Plan, counts, make_plan
 from orchestrator.spec import SpecError, SweepSpec, load_spec, parse_spec
 from orchestrator.store import StoreError, open_store, sweep_prefix
+from orchestrator.submit import add_submit_parsers, is_jobs_address
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -32,6 +34,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of the `transfer-sweep` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The CLI reports store problems as one line when retries run out; the per-retry warnings are for
+    # worker logs (and for --verbose), not for a terminal.
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("orchestrator.store").setLevel(logging.INFO if args.verbose else logging.ERROR)
     try:
         return int(args.func(args) or 0)
     except (SpecError, StoreError, UsageError) as exc:
@@ -45,6 +51,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="transfer-sweep", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="log store retries and Ray details")
     sub = p.add_subparsers(dest="command", required=True)
 
     def spec_args(sp):
@@ -77,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("status", help="done / running / failed / pending, from the store only")
     sp.add_argument("sweep", help="sweep name")
     store_arg(sp)
+    sp.add_argument("--address", metavar="URL", help="Ray Jobs API (dashboard) URL: also show the driver job")
     sp.set_defaults(func=cmd_status)
+
+    add_submit_parsers(sub)  # submit, logs (orchestrator/submit.py)
 
     sp = sub.add_parser("report", help="figures and the paper's claims, from the results")
     sp.add_argument("sweep", help="sweep name")
@@ -153,6 +163,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_resume(args) -> int:
+    if is_jobs_address(args.address):  # a dashboard URL: run the driver on the cluster, as `submit` does
+        from orchestrator.submit import submit_spec
+        return submit_spec(_stored_spec(args), args.address)
     return _run(_stored_spec(args), args.address)
 
 
@@ -198,7 +211,11 @@ def cmd_status(args) -> int:
     from orchestrator.status import print_status
 
     spec = _stored_spec(args)
-    return print_status(spec, make_plan(spec), open_store(spec.store, spec.endpoint), Console())
+    code = print_status(spec, make_plan(spec), open_store(spec.store, spec.endpoint), Console())
+    if args.address:
+        from orchestrator.submit import print_job_state
+        print_job_state(spec, args.address, Console())
+    return code
 
 
 def cmd_report(args) -> int:
@@ -229,4 +246,7 @@ def cmd_report(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m orchestrator.cli` runs this file as __main__; use the importable module instead, so that
+    # errors raised by modules that import orchestrator.cli (submit.py) are the ones main() catches.
+    from orchestrator.cli import main as _main
+    sys.exit(_main())

@@ -11,6 +11,7 @@ returns it, so every key gets exactly one row.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -138,11 +139,29 @@ def _dashboard_url(ctx) -> Optional[str]:
     return url if url.startswith("http") else f"http://{url}"
 
 
+# Tune copies these from the driver's environment into every trial actor's runtime_env, and Ray's
+# runtime-env agent then logs them in plain text (found by tests/test_store_cli.py). Workers take
+# credentials from their own node (instance role, or the env the node was started with) instead.
+_TUNE_PROPAGATED_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN")
+
+
+@contextlib.contextmanager
+def _credentials_hidden_from_tune():
+    saved = {name: os.environ.pop(name) for name in _TUNE_PROPAGATED_SECRETS if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 def tune_storage(spec: SweepSpec, store_uri: str) -> str:
-    """Tune's experiment state lives beside the sweep in the store (a local path or s3:// URI)."""
-    base = store_uri.rstrip("/")
-    path = f"{base}/{sweep_prefix(spec.name)}/tune"
-    return path if "://" in path else os.path.abspath(path)
+    """Where Tune keeps its experiment state: beside the sweep in a local store; on the driver's disk
+    for an object store, because Tune would read S3 credentials from the driver's environment, which
+    is hidden from it (see _credentials_hidden_from_tune). The store, not Tune's state, is what
+    resume relies on."""
+    if "://" not in store_uri:
+        return os.path.join(os.path.abspath(store_uri), sweep_prefix(spec.name), "tune")
+    return os.path.join(os.path.expanduser("~"), "ray_results", "transfer-sweep", spec.name)
 
 
 def run_plan(plan: Plan, spec: SweepSpec, store_uri: str, endpoint: Optional[str] = None,
@@ -181,7 +200,8 @@ def run_plan(plan: Plan, spec: SweepSpec, store_uri: str, endpoint: Optional[str
             failure_config=tune.FailureConfig(max_failures=spec.retries),
             callbacks=callbacks or [], verbose=0),
     )
-    grid = tuner.fit()
+    with _credentials_hidden_from_tune():
+        grid = tuner.fit()
     committed = committed_keys(store) & set(plan.by_key())
     summary.completed = len(committed) - len(done)
     summary.failed = sorted(searcher.failed)
