@@ -43,6 +43,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (SpecError, StoreError, UsageError) as exc:
         print(f"transfer-sweep: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `transfer-sweep plan ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("transfer-sweep: interrupted; committed results are kept, run `resume` to finish",
               file=sys.stderr)
@@ -75,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     sp.set_defaults(func=cmd_run)
 
-    sp = sub.add_parser("resume", help="finish a sweep: re-plan it and run what is not committed")
+    sp = sub.add_parser("resume", help="finish a sweep: continue its Tune experiment, then run whatever "
+                        "is still not committed")
     sp.add_argument("sweep", help="sweep name")
     store_arg(sp)
     sp.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
@@ -95,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="output folder (default: <store>/sweeps/<name>/report when local, else ./report-<name>)")
     sp.add_argument("--metric", choices=("top1_paper", "top1_final"), default="top1_paper")
     sp.set_defaults(func=cmd_report)
+    from orchestrator.data_cli import add_data_parser  # `data prepare ...`: its own module
+    add_data_parser(sub)
     return p
 
 
@@ -166,10 +172,10 @@ def cmd_resume(args) -> int:
     if is_jobs_address(args.address):  # a dashboard URL: run the driver on the cluster, as `submit` does
         from orchestrator.submit import submit_spec
         return submit_spec(_stored_spec(args), args.address)
-    return _run(_stored_spec(args), args.address)
+    return _run(_stored_spec(args), args.address, restore=True)
 
 
-def _run(spec: SweepSpec, address: Optional[str]) -> int:
+def _run(spec: SweepSpec, address: Optional[str], restore: bool = False) -> int:
     from orchestrator.progress import SweepProgress  # rich live display: only for commands that run
     from orchestrator.schedule import ProgressCallback, run_plan
 
@@ -192,7 +198,7 @@ def _run(spec: SweepSpec, address: Optional[str]) -> int:
 
     try:
         summary = run_plan(plan, spec, spec.store, spec.endpoint, address,
-                           callbacks=[ProgressCallback(Listener())], on_start=on_start)
+                           callbacks=[ProgressCallback(Listener())], on_start=on_start, restore=restore)
     finally:
         if "progress" in holder:
             holder["progress"].__exit__(None, None, None)
@@ -220,6 +226,7 @@ def cmd_status(args) -> int:
 
 def cmd_report(args) -> int:
     import pandas as pd
+    import pyarrow.parquet as pq
 
     from orchestrator.report import write_report
     from orchestrator.store import read_results
@@ -227,7 +234,8 @@ def cmd_report(args) -> int:
     spec = _stored_spec(args)
     plan: Plan = make_plan(spec)
     store = open_store(spec.store, spec.endpoint)
-    results = read_results(store, set(plan.by_key())).to_pandas()
+    table = read_results(store, set(plan.by_key()))
+    results = table.to_pandas()
     planned = pd.DataFrame([{k: getattr(t, k) for k in ("key", "name", "split", "source_half", "target_half",
                                                           "n", "treatment", "seed")} | {"dataset": spec.dataset}
                             for t in plan.trials])
@@ -235,11 +243,13 @@ def cmd_report(args) -> int:
         Path(store.uri(f"{sweep_prefix(spec.name)}/report")) if "://" not in spec.store
         else Path(f"report-{spec.name}"))
     info = write_report(results, out, planned=planned, title=f"sweep {spec.name} ({spec.dataset})")
+    # the sweep's rows in one file, to share or commit beside the figures
+    pq.write_table(table, out / "results.parquet")
     console = Console()
-    for f in info["files"]:
+    for f in [*info["files"], out / "results.parquet"]:
         console.print(f"wrote {f}")
     for claim in info["claims"]:
-        console.print(f"claim {claim.id}: {claim.verdict:<16} {claim.title}")
+        print(f"claim {claim.id}: {claim.verdict:<16} {claim.title}")
     if info["missing"]:
         console.print(f"[yellow]{len(info['missing'])} planned trials have no result yet[/]")
     return 0

@@ -12,6 +12,7 @@ returns it, so every key gets exactly one row.
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import pickle
@@ -56,7 +57,7 @@ class DependencySearcher(Searcher):
         self.pending = list(trials)
         self.done = set(done)
         self.failed: set[str] = set()
-        self.blocked: list[str] = []
+        self.blocked: list[Trial] = []
         self.running: dict[str, str] = {}  # tune trial id -> key
         self.store_uri, self.endpoint = store_uri, endpoint
 
@@ -75,7 +76,7 @@ class DependencySearcher(Searcher):
         """Trials whose base failed for good can never run: give up on them instead of waiting."""
         keep = []
         for trial in self.pending:
-            (self.blocked.append(trial.key) if trial.base_key in self.failed else keep.append(trial))
+            (self.blocked.append(trial) if trial.base_key in self.failed else keep.append(trial))
         self.pending = keep
 
     # Tune snapshots the searcher with the experiment so `Tuner.restore` can continue it.
@@ -86,6 +87,9 @@ class DependencySearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
+        # A restored experiment retries its errored trials (resume_errored): trials given up on because
+        # their base had failed wait for it again instead of staying blocked.
+        self.pending, self.blocked, self.failed = self.blocked + self.pending, [], set()
 
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
         key = self.running.pop(trial_id, None)
@@ -124,6 +128,9 @@ def ensure_ray(address: Optional[str], temp_dir: Optional[str] = None) -> Option
     if ray.is_initialized():
         return _dashboard_url(ray.get_runtime_context())
     kwargs = dict(log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
+    # A Ray Job's driver (`transfer-sweep submit` runs `resume` as one) gets RAY_ADDRESS from Ray: join
+    # that cluster instead of starting a private Ray beside it.
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         ctx = ray.init(address=address, **kwargs)
     else:
@@ -164,51 +171,85 @@ def tune_storage(spec: SweepSpec, store_uri: str) -> str:
     return os.path.join(os.path.expanduser("~"), "ray_results", "transfer-sweep", spec.name)
 
 
-def run_plan(plan: Plan, spec: SweepSpec, store_uri: str, endpoint: Optional[str] = None,
-             address: Optional[str] = None, callbacks: Optional[list] = None,
-             on_start: Optional[Callable[[int, int, Optional[str]], None]] = None) -> RunSummary:
-    """Train every trial of `plan` not yet committed in the store; return what happened.
+def restorable_experiment(spec: SweepSpec, store_uri: str) -> Optional[str]:
+    """The newest Tune experiment of this sweep that `Tuner.restore` can continue, if any."""
+    root = tune_storage(spec, store_uri)
+    runs = sorted(glob.glob(os.path.join(root, f"{spec.name}-*")), reverse=True)
+    return next((path for path in runs if tune.Tuner.can_restore(path)), None)
 
-    `on_start(to_run, already_done, dashboard_url)` is called once Ray is up (or right away when there
-    is nothing to run, in which case Ray is never started).
-    """
-    started = time.monotonic()
-    store = open_store(store_uri, endpoint)
-    done = committed_keys(store) & set(plan.by_key())
-    todo = [t for t in plan.trials if t.key not in done]
-    summary = RunSummary(planned=len(plan), already_done=len(done))
-    if not todo:
-        if on_start:
-            on_start(0, len(done), None)
-        return summary
-    dashboard = ensure_ray(address)
-    if on_start:
-        on_start(len(todo), len(done), dashboard)
-    searcher = DependencySearcher(todo, done, store_uri, endpoint)
-    # The CLI draws its own progress; Tune's legacy reporter at verbose=0 prints nothing.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
-    tuner = tune.Tuner(
-        tune.with_resources(_trainable, resources),
+
+def _trainable_with_resources(spec: SweepSpec):
+    return tune.with_resources(_trainable, {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
+
+
+def _new_tuner(spec: SweepSpec, store_uri: str, searcher: DependencySearcher, num_samples: int,
+               callbacks: list) -> tune.Tuner:
+    return tune.Tuner(
+        _trainable_with_resources(spec),
         tune_config=tune.TuneConfig(
-            search_alg=searcher, num_samples=len(todo), reuse_actors=True,
+            search_alg=searcher, num_samples=num_samples, reuse_actors=True,
             max_concurrent_trials=spec.max_concurrent,
             trial_name_creator=lambda t: t.config["settings"]["name"],
             trial_dirname_creator=lambda t: t.config["settings"]["key"]),
         run_config=tune.RunConfig(
             name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=tune_storage(spec, store_uri),
             failure_config=tune.FailureConfig(max_failures=spec.retries),
-            callbacks=callbacks or [], verbose=0),
+            callbacks=callbacks, verbose=0),
     )
-    with _credentials_hidden_from_tune():
-        grid = tuner.fit()
-    committed = committed_keys(store) & set(plan.by_key())
+
+
+def _restore_tuner(path: str, spec: SweepSpec, callbacks: list) -> tune.Tuner:
+    tuner = tune.Tuner.restore(path, trainable=_trainable_with_resources(spec), resume_errored=True)
+    # Tuner.restore takes no RunConfig; the progress display is not part of the pickled state.
+    tuner._local_tuner.get_run_config().callbacks = callbacks
+    return tuner
+
+
+def run_plan(plan: Plan, spec: SweepSpec, store_uri: str, endpoint: Optional[str] = None,
+             address: Optional[str] = None, callbacks: Optional[list] = None,
+             on_start: Optional[Callable[[int, int, Optional[str]], None]] = None,
+             restore: bool = False) -> RunSummary:
+    """Train every trial of `plan` not yet committed in the store; return what happened.
+
+    With `restore`, the sweep's newest Tune experiment is continued first (`Tuner.restore`, errored
+    trials retried); whatever is still not committed after it runs in a new experiment. Either way
+    the store decides what is done, so a trial that Tune's (possibly stale) snapshot thought
+    unfinished just finds its committed row. `on_start(to_run, already_done, dashboard_url)` is
+    called once Ray is up, or right away when there is nothing to run (Ray is then never started).
+    """
+    started = time.monotonic()
+    store = open_store(store_uri, endpoint)
+    keys = set(plan.by_key())
+    done = committed_keys(store) & keys
+    summary = RunSummary(planned=len(plan), already_done=len(done))
+    if done == keys:
+        if on_start:
+            on_start(0, len(done), None)
+        return summary
+    dashboard = ensure_ray(address)
+    if on_start:
+        on_start(len(keys - done), len(done), dashboard)
+    # The CLI draws its own progress; Tune's legacy reporter at verbose=0 prints nothing.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    callbacks = callbacks or []
+    previous = restorable_experiment(spec, store_uri) if restore else None
+    if previous:
+        log.warning("continuing Tune experiment %s", previous)
+        with _credentials_hidden_from_tune():
+            _restore_tuner(previous, spec, callbacks).fit()
+    now_done = committed_keys(store) & keys
+    todo = [t for t in plan.trials if t.key not in now_done]
+    if todo:
+        searcher = DependencySearcher(todo, now_done, store_uri, endpoint)
+        with _credentials_hidden_from_tune():
+            _new_tuner(spec, store_uri, searcher, len(todo), callbacks).fit()
+    committed = committed_keys(store) & keys
     summary.completed = len(committed) - len(done)
-    summary.failed = sorted(searcher.failed)
-    summary.blocked = sorted(searcher.blocked + [t.key for t in searcher.pending])
+    by_key = plan.by_key()
+    missing = [k for k in by_key if k not in committed]
+    summary.blocked = sorted(k for k in missing if by_key[k].base_key and by_key[k].base_key not in committed)
+    summary.failed = sorted(k for k in missing if k not in summary.blocked)
     summary.wall_seconds = time.monotonic() - started
-    if grid.num_errors and not summary.failed:
-        summary.failed = [k for k in plan.by_key() if k not in committed and k not in summary.blocked]
     return summary
 
 

@@ -67,6 +67,7 @@ def test_killed_driver_then_resume_gives_exactly_one_row_per_trial(ray_head, tmp
     resumed = cli("resume", "killdriver", "--store", str(store_dir), "--address", ray_head.address,
                   env=env_with(ray_head))
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "continuing Tune experiment" in resumed.stderr  # Tuner.restore, then a re-plan for the rest
 
     keys = read_results(store).column("key").to_pylist()
     assert sorted(keys) == sorted(t.key for t in plan.trials)  # none missing, none twice

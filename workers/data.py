@@ -181,6 +181,7 @@ class DatasetSpec:
     num_classes: int
     recipe: dict
     build: Callable[[], dict[str, np.ndarray]] | None = None  # None: no in-memory loader yet
+    loader: Callable[[str, str, Any], Any] | None = None  # (split, half, store) -> HalfLoader of its own
 
     def content_hash(self) -> str:
         """Hash of the recipe: same recipe, same prepared arrays, same store path."""
@@ -204,7 +205,15 @@ register_dataset(DatasetSpec(
             # sha256 (16 hex) of each array's raw bytes: pins the content, so the hash names it
             "content": {"train_x": "8eb4b92939aad97f", "train_y": "b856f3a1733fdb20",
                         "test_x": "d52912622aeb5e3d", "test_y": "8a7a104d8e9f0ffb"}}))
-register_dataset(DatasetSpec(name="imagenet", num_classes=1000,
+
+
+def _imagenet_half(split: str, half: str, store) -> Any:
+    """ImageNet halves come from shards prepared in the store (workers/imagenet.py)."""
+    from workers.imagenet import load_imagenet_half  # imports this module: load it only when used
+    return load_imagenet_half(split, half, store)
+
+
+register_dataset(DatasetSpec(name="imagenet", num_classes=1000, loader=_imagenet_half,
                              recipe={"version": 1, "sources": ["ILSVRC-2012"]}))
 
 
@@ -416,6 +425,8 @@ def half_from_arrays(arrays: dict[str, np.ndarray], classes: list[int]) -> Tenso
 def load_half(dataset: str, split: str, half: str, store=None) -> TensorHalf:
     """The loader for one half of a dataset split (memoised per process)."""
     spec = dataset_spec(dataset)
+    if spec.loader is not None:  # a dataset with its own loader (ImageNet shards) memoises itself
+        return spec.loader(split, half, store)
     memo_key = (dataset, spec.content_hash(), split, half)
     if memo_key not in _HALF_MEMO:
         classes = half_classes(split, spec.num_classes, half)

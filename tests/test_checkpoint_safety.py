@@ -1,0 +1,95 @@
+"""A tampered pickle in the store never runs: checkpoints and base weights load with weights_only=True.
+
+The store's sha256 sidecar only proves a checkpoint is the one that was written, not that whoever
+wrote it was honest (anyone with write access to the bucket can write both). So each payload here
+has a correct sidecar, and only torch.load(weights_only=True) stands between it and a shell.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from orchestrator import store as st
+from workers import data, trial
+
+KEY, BASE_KEY = "00c0ffee00c0ffee", "0badba5e0badba5e"
+SETTINGS = {
+    "protocol": 1, "key": KEY, "sweep": "safety", "name": "baseA", "treatment": "base",
+    "dataset": "tiny-safety", "split": "random:0", "target_half": "A", "source_half": None, "n": 0,
+    "frozen": False, "seed": 0, "base_key": None,
+    "model": {"arch": "small", "num_outputs": 20, "widths": [4, 4, 4, 4, 4], "fc_width": 16,
+              "dropout": 0.5, "init": "kaiming"},
+    "train": {"iterations": 8, "epochs": None, "batch_size": 8, "lr": 0.05, "lr_schedule": "cosine",
+              "lr_step_every": None, "lr_gamma": 0.1, "warmup_fraction": 0.1, "momentum": 0.9,
+              "weight_decay": 0.0005, "bias_lr_mult": 1.0, "bias_decay": True, "eval_every": 4,
+              "checkpoint_every": 4, "top_k": 2, "augment": False, "bf16": False},
+    "runtime": {"device": "cpu", "threads": 1, "channels_last": False, "data_parallel": 1},
+}
+TRANSFER = {**SETTINGS, "key": "1111222233334444", "name": "BnA n=2", "treatment": "transfer",
+            "source_half": "B", "n": 2, "frozen": True, "base_key": BASE_KEY}
+
+
+class Payload:
+    """Runs a shell command when unpickled: what a tampered checkpoint would carry."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch '{self.marker}'",)
+
+
+def _tiny_arrays():
+    rng = np.random.RandomState(0)
+    y = np.repeat(np.arange(20), 4).astype(np.uint8)
+    return {"train_x": rng.randint(0, 255, (80, 28, 28)).astype(np.uint8), "train_y": y,
+            "test_x": rng.randint(0, 255, (80, 28, 28)).astype(np.uint8), "test_y": y}
+
+
+@pytest.fixture(autouse=True)
+def tiny_dataset(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFER_SWEEP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(data.DATASETS, "tiny-safety", data.DatasetSpec("tiny-safety", 20, {"version": 1}, _tiny_arrays))
+    data.clear_memo()
+    yield
+    data.clear_memo()
+
+
+def _tampered(marker) -> bytes:
+    """A checkpoint-shaped dict with real weights and the payload tucked inside."""
+    blob = io.BytesIO()
+    torch.save({"key": KEY, "step": 4, "model": {"fc8.weight": torch.zeros(20, 16)}, "note": Payload(marker)}, blob)
+    return blob.getvalue()
+
+
+def test_the_payload_is_live_when_loaded_without_weights_only(tmp_path):
+    # Proves the tests below can fail: the same bytes run the command under a full unpickler.
+    marker = tmp_path / "pwned"
+    torch.load(io.BytesIO(_tampered(marker)), weights_only=False)
+    assert marker.exists()
+
+
+def test_resume_refuses_a_tampered_checkpoint_with_a_valid_sidecar(tmp_path):
+    marker = tmp_path / "pwned"
+    store = st.open_store(str(tmp_path / "store"))
+    st.save_checkpoint(store, KEY, 4, _tampered(marker))
+    assert st.load_latest_checkpoint(store, KEY)[0] == 4  # the sha256 check passes: only torch.load is left
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        trial.run_trial(SETTINGS, store)
+    assert not marker.exists()
+    assert st.read_result(store, KEY) is None
+
+
+def test_dependent_refuses_tampered_base_weights(tmp_path):
+    marker = tmp_path / "pwned"
+    store = st.open_store(str(tmp_path / "store"))
+    assert store.commit_bytes(st.base_model_path(BASE_KEY), _tampered(marker))
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        trial.run_trial(TRANSFER, store)
+    assert not marker.exists()
+    assert st.read_result(store, TRANSFER["key"]) is None

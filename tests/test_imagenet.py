@@ -1,0 +1,314 @@
+"""ImageNet: folder layouts, preparation into shards (corrupt files skipped, resumable), the half loader
+(crop/mirror/mean as Caffe), training CaffeNet from the shards through run_trial, and the Ray path."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from orchestrator.prepare import prepare_imagenet
+from orchestrator.store import open_store
+from workers import imagenet
+from workers.data import load_half
+from workers.trial import run_trial
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361"]
+SIZES = [(40, 30), (300, 200), (64, 64), (600, 520), (100, 257), (256, 256)]  # (w, h): odd aspects
+SHARD = 5
+
+
+def make_imagenet(root, val_layout="flat-csv"):
+    """4 classes x 6 train JPEGs of varied sizes, one corrupt train file, 2 val images per class and
+    one val image with no label."""
+    rng = np.random.RandomState(0)
+    for wnid in WNIDS:
+        (root / "train" / wnid).mkdir(parents=True)
+        for i, (w, h) in enumerate(SIZES):
+            Image.fromarray(rng.randint(0, 256, (h, w, 3), dtype=np.uint8)).save(
+                root / "train" / wnid / f"{wnid}_{i}.JPEG", quality=95)
+    (root / "train" / WNIDS[1] / f"{WNIDS[1]}_broken.JPEG").write_bytes(b"\xff\xd8 this is not a JPEG")
+    (root / "val").mkdir()
+    lines = []
+    for c, wnid in enumerate(WNIDS):
+        for j in range(2):
+            name = f"ILSVRC2012_val_{2 * c + j + 1:08d}.JPEG"
+            folder = root / "val" / (wnid if val_layout == "per-class" else "")
+            folder.mkdir(exist_ok=True)
+            Image.fromarray(rng.randint(0, 256, (90, 120, 3), dtype=np.uint8)).save(folder / name)
+            lines.append((name, wnid))
+    if val_layout == "flat-csv":
+        Image.new("RGB", (50, 50)).save(root / "val" / "ILSVRC2012_val_00000099.JPEG")  # not in the CSV
+        rows = [f"{n[:-5]},{w} 10 20 30 40 {w} 1 2 3 4" for n, w in lines]
+        (root / "LOC_val_solution.csv").write_text("ImageId,PredictionString\n" + "\n".join(rows) + "\n")
+    elif val_layout == "flat-txt":
+        (root / "val" / "val_labels.txt").write_text("".join(f"{n} {w}\n" for n, w in lines))
+    return root
+
+
+def prepare_pure(src, store, shard_size=SHARD):
+    """The preparation as plain function calls: scan, one prepare_shard per shard, finish."""
+    source = imagenet.scan_source(src)
+    jobs = imagenet.shard_jobs(source, shard_size)
+    metas = [imagenet.prepare_shard(job, store) for job in jobs]
+    return source, jobs, metas, imagenet.finish(store, source, jobs)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    src = make_imagenet(tmp_path_factory.mktemp("imagenet-src"))
+    store = open_store(str(tmp_path_factory.mktemp("imagenet-store")))
+    source, jobs, metas, manifest = prepare_pure(src, store)
+    return {"src": src, "store": store, "source": source, "jobs": jobs, "metas": metas, "manifest": manifest}
+
+
+def _snapshot(folder):
+    return {os.path.relpath(os.path.join(d, f), folder): os.stat(os.path.join(d, f)).st_mtime_ns
+            for d, _, files in os.walk(folder) for f in files}
+
+
+# --- layouts -------------------------------------------------------------------------------------
+def test_scan_orders_classes_by_wnid_and_reads_the_val_solution_csv(prepared):
+    source = prepared["source"]
+    assert source.classes == tuple(WNIDS)
+    train = [it for it in source.items if it[0] == "train"]
+    val = [it for it in source.items if it[0] == "val"]
+    assert len(train) == 4 * 6 + 1 and len(val) == 8  # the corrupt file is listed; decoding rejects it
+    assert [label for _, _, label, _ in val] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert source.skipped == ({"split": "val", "file": "val/ILSVRC2012_val_00000099.JPEG",
+                               "reason": "no label in the labels file"},)
+
+
+@pytest.mark.parametrize("layout", ["per-class", "flat-txt"])
+def test_per_class_val_folders_and_plain_label_files_give_the_same_labels(tmp_path, layout):
+    source = imagenet.scan_source(make_imagenet(tmp_path, layout))
+    val = [(rel.rsplit("/", 1)[-1], label) for split, rel, label, _ in source.items if split == "val"]
+    assert val == [(f"ILSVRC2012_val_{i + 1:08d}.JPEG", i // 2) for i in range(8)]
+    assert source.skipped == ()
+
+
+@pytest.mark.parametrize("setup,message", [
+    (lambda p: None, "no such directory"),
+    (lambda p: p.mkdir(), "has no train/ folder"),
+    (lambda p: (p / "train").mkdir(parents=True), "has no class folders"),
+    (lambda p: ((p / "train" / "n1").mkdir(parents=True), (p / "val").mkdir(),
+                Image.new("RGB", (8, 8)).save(p / "val" / "x.JPEG")), "has images but no labels file"),
+])
+def test_bad_source_folders_are_one_line_errors(tmp_path, setup, message):
+    src = tmp_path / "src"
+    setup(src)
+    with pytest.raises(imagenet.SourceError, match=message):
+        imagenet.scan_source(src)
+
+
+def test_cli_reports_a_bad_source_with_exit_2_and_one_line(tmp_path):
+    (tmp_path / "src" / "train").mkdir(parents=True)
+    proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "data", "prepare", "imagenet", "--src",
+                           str(tmp_path / "src"), "--store", str(tmp_path / "store")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"transfer-sweep: error: {tmp_path / 'src' / 'train'} has no class folders (expected train/<wnid>/*.JPEG)"]
+
+
+# --- preparation ---------------------------------------------------------------------------------
+def test_shards_hold_warped_256px_images_and_the_corrupt_file_is_reported(prepared):
+    store, manifest = prepared["store"], prepared["manifest"]
+    assert manifest["counts"] == {"train": 24, "val": 8}
+    assert manifest["class_counts"]["train"] == [6, 6, 6, 6]
+    assert manifest["classes"] == WNIDS and manifest["num_classes"] == 4
+    bad = [s for s in manifest["skipped"] if s["split"] == "train"]
+    assert len(bad) == 1 and bad[0]["file"] == f"train/{WNIDS[1]}/{WNIDS[1]}_broken.JPEG"
+    assert bad[0]["reason"].startswith("UnidentifiedImageError: cannot identify image file")
+    assert str(prepared["src"]) not in bad[0]["reason"]  # relative names only
+    assert len(manifest["shards"]["train"]) == 5 and len(manifest["shards"]["val"]) == 2  # 25 files, 8 files
+    prefix = f"datasets/imagenet/{manifest['hash']}"
+    first = manifest["shards"]["train"][0]
+    x = np.load(store.uri(f"{prefix}/{first['images']}"))
+    y = np.load(store.uri(f"{prefix}/{first['labels']}"))
+    assert x.shape == (5, 256, 256, 3) and x.dtype == np.uint8
+    assert y.tolist() == [0, 0, 0, 0, 0] and first["classes"] == [0]
+    assert store.read_bytes(imagenet.POINTER).decode() == manifest["hash"]
+
+
+def test_warp_stretches_without_keeping_the_aspect_ratio(tmp_path):
+    wide = np.zeros((100, 520, 3), np.uint8)
+    wide[:, :260] = (255, 0, 0)
+    wide[:, 260:] = (0, 0, 255)
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    out = imagenet.warp(tmp_path / "wide.png")
+    assert out.shape == (256, 256, 3)
+    assert (out[:, :120] == (255, 0, 0)).all() and (out[:, 136:] == (0, 0, 255)).all()  # no letterbox
+
+
+def test_mean_image_is_the_float32_mean_of_every_decoded_training_image(prepared):
+    store, manifest = prepared["store"], prepared["manifest"]
+    mean = np.load(store.uri(f"datasets/imagenet/{manifest['hash']}/mean.npy"))
+    assert mean.shape == (256, 256, 3) and mean.dtype == np.float32
+    files = [rel for split, rel, _, _ in prepared["source"].items if split == "train" and "broken" not in rel]
+    expected = np.mean([imagenet.warp(prepared["src"] / rel).astype(np.float64) for rel in files], axis=0)
+    assert np.allclose(mean, expected, atol=1e-4)
+
+
+def test_a_second_prepare_commits_nothing_and_never_imports_torch(prepared):
+    folder = prepared["store"].uri()
+    before = _snapshot(folder)
+    code = ("import json, sys; from orchestrator.prepare import prepare_imagenet; "
+            f"s = prepare_imagenet({str(prepared['src'])!r}, {folder!r}, shard_size={SHARD}, inline=True); "
+            "print(json.dumps([s['prepared'], s['reused'], s['hash'], 'torch' in sys.modules]))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [0, 7, prepared["manifest"]["hash"], False]
+    assert _snapshot(folder) == before
+
+
+def test_an_interrupted_prepare_redoes_only_the_missing_shards(prepared, tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    jobs = prepared["jobs"]
+    imagenet.prepare_shard(jobs[0], store)
+    imagenet.prepare_shard(jobs[2], store)  # as if the run died here
+    summary = prepare_imagenet(str(prepared["src"]), str(tmp_path / "store"), shard_size=SHARD, inline=True)
+    assert (summary["prepared"], summary["reused"]) == (5, 2)
+    assert summary["manifest"] == prepared["manifest"]
+
+
+# --- loading -------------------------------------------------------------------------------------
+def _image(prepared, split, pos):
+    """The pos-th image of a split, from its shards (shards are in class order)."""
+    manifest, store = prepared["manifest"], prepared["store"]
+    arrays = [np.load(store.uri(f"datasets/imagenet/{manifest['hash']}/{s['images']}"))
+              for s in manifest["shards"][split]]
+    return np.concatenate(arrays)[pos]
+
+
+def test_half_loader_reindexes_labels_and_uses_the_halfs_own_mean(prepared):
+    half = load_half("imagenet", "random:0", "B", prepared["store"])
+    classes = imagenet.half_classes("random:0", 4, "B")
+    assert half.classes == classes and len(classes) == 2
+    assert half.num_train == 12 and len(half.test) == 4
+    assert sorted(set(half.train.labels.tolist())) == [0, 1]
+    rows = [i for c in classes for i in range(6 * c, 6 * c + 6)]
+    expected = np.mean([_image(prepared, "train", i).astype(np.float64) for i in rows], axis=0)
+    assert np.allclose(half.mean_np, expected, atol=1e-4)
+
+
+def test_centre_crop_is_deterministic_and_is_the_mean_subtracted_centre(prepared):
+    half = load_half("imagenet", "random:0", "A", prepared["store"])
+    first = list(half.test_batches(3))
+    again = list(half.test_batches(3))
+    assert [x.shape for x, _ in first] == [(3, 3, 227, 227), (1, 3, 227, 227)]
+    assert all(torch.equal(a, b) and torch.equal(ya, yb) for (a, ya), (b, yb) in zip(first, again))
+    c = half.classes[0]
+    img = _image(prepared, "val", 2 * c).astype(np.float32)
+    expected = (img - half.mean_np)[14:241, 14:241].transpose(2, 0, 1)
+    assert np.allclose(first[0][0][0].numpy(), expected, atol=1e-4)
+    assert first[0][1].tolist() == [0, 0, 1]
+
+
+def test_training_crops_are_random_mirrored_windows_drawn_from_the_generator(prepared):
+    half = load_half("imagenet", "random:0", "A", prepared["store"])
+    idx = torch.arange(4)
+    a, ya = half.train_batch(idx, torch.Generator().manual_seed(1), True)
+    b, _ = half.train_batch(idx, torch.Generator().manual_seed(1), True)
+    c, _ = half.train_batch(idx, torch.Generator().manual_seed(2), True)
+    assert a.shape == (4, 3, 227, 227) and a.dtype == torch.float32 and ya.tolist() == [0, 0, 0, 0]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    # Caffe's semantics: crop at (oy, ox), mean taken at the same source pixel, then mirror
+    raw = _image(prepared, "train", 6 * half.classes[0]).astype(np.float32) - half.mean_np
+    one = half._batch(half.train.gather(np.array([0])), torch.tensor([3]), torch.tensor([29]),
+                      torch.tensor([True]))[0].numpy()
+    assert np.allclose(one, raw[3:230, 29:256][:, ::-1].transpose(2, 0, 1), atol=1e-4)
+
+
+class _RemoteLike:
+    """A store that is not a local folder (like S3): the loader must download into its cache."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_remote_stores_are_read_through_a_verified_local_cache(prepared, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRANSFER_SWEEP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(imagenet, "_HALVES", {})  # same root URI as the local store: no memo hits
+    remote = _RemoteLike(prepared["store"])
+    digest = prepared["manifest"]["hash"]
+    half = imagenet.load_imagenet_half("random:1", "A", remote)
+    cached = tmp_path / "cache" / "datasets" / "imagenet" / digest / "train" / "shard-00000.npy"
+    assert cached.is_file() and half.num_train == 12
+    with pytest.raises(ValueError, match="sha256 does not match the manifest"):
+        imagenet.local_file(remote, digest, "mean.npy", "0" * 64)  # not cached yet
+
+
+def test_caffenet_trains_from_the_shards_through_run_trial(prepared):
+    store = prepared["store"]
+    settings = {
+        "protocol": 1, "key": "1mage1e7ba5e0001", "sweep": "t", "name": "baseA random:0 s0",
+        "treatment": "base", "dataset": "imagenet", "split": "random:0", "target_half": "A",
+        "source_half": None, "n": 0, "frozen": False, "seed": 0, "base_key": None,
+        # CaffeNet's geometry (227 input, 11x11/4 conv1, groups, pools) at a width a CPU test affords
+        "model": {"arch": "caffenet", "num_outputs": 1000, "widths": [8, 8, 8, 8, 8], "fc_width": 16,
+                  "dropout": 0.5, "init": "caffe"},
+        "train": {"iterations": 3, "epochs": None, "batch_size": 4, "lr": 0.01, "lr_schedule": "step",
+                  "lr_step_every": 100000, "lr_gamma": 0.1, "warmup_fraction": 0.0, "momentum": 0.9,
+                  "weight_decay": 5e-4, "bias_lr_mult": 2.0, "bias_decay": False, "eval_every": 3,
+                  "checkpoint_every": 3, "top_k": 10, "augment": True, "bf16": False},
+        "runtime": {"device": "cpu", "threads": 1, "channels_last": True, "data_parallel": 1},
+    }
+    row = run_trial(settings, store)
+    assert (row["steps"], row["dataset"], row["status"]) == (3, "imagenet", "ok")
+    assert row["top1_final"] in (0.0, 0.25, 0.5, 0.75, 1.0)  # 4 val images in half A
+    weights = torch.load(store.uri(f"bases/{settings['key']}/model.pt"), weights_only=True)
+    assert tuple(weights["fc8.weight"].shape) == (1000, 16)
+    assert tuple(weights["conv1.weight"].shape) == (8, 3, 11, 11)
+
+
+def test_a_store_without_prepared_imagenet_says_how_to_prepare_it(tmp_path):
+    store = open_store(str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="run `transfer-sweep data prepare imagenet --src DIR"):
+        imagenet.load_imagenet_half("random:0", "A", store)
+
+
+def test_fashion_animals_are_published_to_a_store_even_when_this_machine_has_them_cached(tmp_path, monkeypatch):
+    from orchestrator.prepare import PrepareError, prepare_fashion_animals
+    monkeypatch.setenv("TRANSFER_SWEEP_CACHE", str(tmp_path / "cache"))
+    try:
+        prepare_fashion_animals(str(tmp_path / "first"))  # builds: fills the cache (and that store)
+    except PrepareError as exc:
+        pytest.skip(f"fashion-animals sources not installed: {exc}")
+    info = prepare_fashion_animals(str(tmp_path / "second"))  # cache hit: the store must still get them
+    assert info["committed_now"] == 5 and (info["train"], info["test"]) == (16000, 4000)
+    names = sorted(os.listdir(info["uri"]))
+    assert names == ["manifest.json", "test_x.npy", "test_y.npy", "train_x.npy", "train_y.npy"]
+    assert prepare_fashion_animals(str(tmp_path / "second"))["committed_now"] == 0
+
+
+# --- the Ray path --------------------------------------------------------------------------------
+@pytest.mark.integration
+def test_cli_prepares_on_ray_into_s3_with_the_same_content_as_the_pure_functions(
+        prepared, ray_head, s3_server, monkeypatch):
+    try:
+        from tests.sweep_helpers import cli, env_with
+        from tests.s3_server import use_server_env
+    except ImportError:
+        from sweep_helpers import cli, env_with
+        from s3_server import use_server_env
+    uri = f"s3://{s3_server.make_bucket()}/p"
+    proc = cli("data", "prepare", "imagenet", "--src", str(prepared["src"]), "--store", uri,
+               "--shard-size", str(SHARD), "--address", ray_head.address,
+               env=env_with(ray_head, s3_server.env()), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    digest = prepared["manifest"]["hash"]
+    assert (f"imagenet {digest}: 4 classes, 24 train + 8 val images in 5 + 2 shards (7 prepared now, 0 reused), "
+            "2 files skipped") in proc.stdout
+    use_server_env(s3_server, monkeypatch)
+    store = open_store(uri)
+    manifest = imagenet.read_manifest(store, digest)
+    assert manifest["shards"] == prepared["manifest"]["shards"]  # same bytes: same sha256 per shard
+    assert manifest["sha256"] == prepared["manifest"]["sha256"]
