@@ -165,6 +165,9 @@ def cmd_plan(args) -> int:
 
 
 def cmd_run(args) -> int:
+    if is_jobs_address(args.address):
+        raise UsageError(f"--address {args.address} is a dashboard (Jobs API) URL: `transfer-sweep submit` "
+                         "runs the driver there; `run --address` takes a Ray address such as host:6379")
     return _run(_load(args), args.address)
 
 

@@ -775,24 +775,3 @@ def read_attempts(store: Store, key: str) -> list[dict]:
     """All attempt records of `key`, oldest first."""
     return _read_records(store, attempts_prefix(_check_key(key)))
 
-
-# --- attempts: one record per start of a trial's training (how tests and status count trainings) ---
-def attempts_prefix(key: str) -> str:
-    return f"trials/{key}/attempts"
-
-
-def record_attempt(store: Store, key: str, **info) -> str:
-    """Record that a training of `key` starts now (pid, host, newest checkpoint step); returns its path."""
-    now = dt.datetime.now(dt.timezone.utc)
-    steps = _checkpoint_steps(store, _check_key(key))
-    record = {"at": now.isoformat(), "pid": os.getpid(), "host": socket.gethostname(),
-              "resume_step": max(steps) if steps else 0, **info}
-    path = f"{attempts_prefix(key)}/{now:%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex[:8]}.json"
-    store.commit_bytes(path, json.dumps(record, sort_keys=True).encode())
-    return path
-
-
-def read_attempts(store: Store, key: str) -> list[dict]:
-    """All attempt records of `key`, oldest first."""
-    return [json.loads(store.read_bytes(p)) for p in store.list(attempts_prefix(_check_key(key)))
-            if p.endswith(".json")]

