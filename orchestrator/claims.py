@@ -1,40 +1,28 @@
-"""The statistics of a sweep and the paper's eight claims, as pure functions of a results table.
+"""The paper's eight claims, as pure functions of a results table (prepared by orchestrator/stats.py).
 
-Every comparison between treatments uses each trial's accuracy *relative to the base of its own target
-task* (same dataset, split and target half): ``delta = acc - base`` and ``drop = 1 - acc / base``.
-Pairing with the own base removes the difference in difficulty between halves, so a partial sweep (a
-half whose transfers are not all in yet) does not bias a comparison. A random-split trial whose own
-base is absent falls back to the mean of all random-split bases of the dataset (the paper's 0.625).
-
-Noise: ``noise_sd`` is the spread of base replicates (pooled within a target task when some task has
-two or more base seeds, else across the random-split bases as the paper computes its sd 0.0055, else
-the fixed ``FALLBACK_NOISE_SD``). "Within noise" comparisons use ``TOL_SIGMAS * noise_sd``; strict
+Every comparison between treatments uses each trial's accuracy relative to the base of its own target
+task (stats.prepare: delta, drop). "Within noise" comparisons use ``TOL_SIGMAS * noise_sd``; strict
 inequalities of the paper (claims 5-8) are checked on the means with margin 0 and the detail says
 whether the margin exceeds the noise.
+
+Confidence: every compared quantity is a ``Point`` with the 95% CI of its per-replicate difference
+(paired by (split, target half, seed), Welch across splits); each claim names its deciding point (the
+smallest margin to its rule) and whether that margin's CI excludes 0.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional
 
 import numpy as np
 import pandas as pd
 
+from orchestrator.stats import (
+    NATMAN, RANDOM_SPLIT, Noise, Point, contrast, deciding_point, noise_level, prepare,
+    significance)
+
 HOLDS, FAILS, NO_DATA = "holds", "fails", "not enough data"
-RANDOM_SPLIT, NATMAN, ALL, OTHER = "random-split", "natman", "all", "other"
-# The paper's spread between random splits (0.5 pp); used as sd when fewer than 2 bases exist.
-FALLBACK_NOISE_SD = 0.005
-# Means of a few networks compared with a base mean: a two-sigma band. The paper's own claim 3 needs
-# it (its BnB+ at n=1 is 0.007 below base, 1.3 sd).
-TOL_SIGMAS = 2.0
-REQUIRED = ("dataset", "split", "target_half", "n", "treatment")
-# Two-sided 95% Student t quantiles t(0.975, df). df beyond the table uses the next smaller entry
-# (conservative); df > 120 uses the normal 1.96.
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-         10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110,
-         18: 2.101, 19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060,
-         26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
 # Yosinski et al. 2014, top-1 on ImageNet val by n (n = 0: base of the target task); PAPER.md.
 PAPER_REFERENCE = {
     "BnB": (.625, .627, .624, .621, .605, .594, .619, .623),
@@ -46,8 +34,6 @@ PAPER_REFERENCE = {
     "random (all classes)": (.576, .492, .403, .001, .019, .050, .015, .015),
 }
 PAPER_BASE_SD = 0.0055  # sd of the paper's 8 random-half bases
-CI_METHOD = ("95% CI = mean ± t·sd/√k with t = t(0.975, k−1) from a built-in Student-t table "
-             "(k−1 > 30 uses the next smaller tabulated df, k−1 > 120 the normal 1.96); none for k = 1")
 
 
 @dataclass(frozen=True)
@@ -61,81 +47,28 @@ class Claim:
     numbers: dict
     tolerance: float
     dataset: str = ""
+    points: tuple = ()                 # a Point (difference with its 95% CI, rule) per compared quantity
+    deciding: Optional[Point] = None   # the point with the smallest margin to its rule
 
+    @property
+    def ci_low(self) -> float:
+        """Lower 95% bound of the deciding difference (nan without one)."""
+        return self.deciding.diff.low if self.deciding else math.nan
 
-@dataclass(frozen=True)
-class Noise:
-    """The noise level of a sweep: sd of base replicates, the tolerance derived from it, and why."""
+    @property
+    def ci_high(self) -> float:
+        """Upper 95% bound of the deciding difference (nan without one)."""
+        return self.deciding.diff.high if self.deciding else math.nan
 
-    sd: float
-    tol: float
-    source: str
+    @property
+    def k(self) -> int:
+        """Replicates behind the deciding difference (pairs, or the smallest group for Welch)."""
+        return self.deciding.diff.k if self.deciding else 0
 
-
-def t_critical(df: int) -> float:
-    """Two-sided 95% Student t quantile for df degrees of freedom (nan for df < 1)."""
-    if df < 1:
-        return math.nan
-    if df > 120:
-        return 1.96
-    return _T975[max(k for k in _T975 if k <= df)]
-
-
-def describe(values: Iterable[float]) -> dict:
-    """count, mean, sd (ddof 1) and the 95% CI bounds of some values; nan where undefined."""
-    v = np.asarray([x for x in values if x == x], dtype=float)
-    k = len(v)
-    mean = float(v.mean()) if k else math.nan
-    sd = float(v.std(ddof=1)) if k >= 2 else math.nan
-    half = t_critical(k - 1) * sd / math.sqrt(k) if k >= 2 else math.nan
-    return {"count": k, "mean": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half}
-
-
-def family_of(split: str) -> str:
-    """The group a split belongs to: random-split (random:<seed>), natman, all (1000-class), other."""
-    if str(split).startswith("random:"):
-        return RANDOM_SPLIT
-    return {"natman": NATMAN, "all": ALL}.get(str(split), OTHER)
-
-
-def prepare(results: pd.DataFrame, metric: str = "top1_paper") -> pd.DataFrame:
-    """The ok rows with columns family, value (the metric), base (own target's base mean), delta, drop."""
-    missing = [c for c in (*REQUIRED, metric) if c not in results.columns]
-    if missing:
-        raise ValueError(f"results lack column(s) {', '.join(missing)}")
-    df = results
-    if "status" in df.columns:
-        df = df[df["status"] == "ok"]
-    df = df.copy()
-    df["n"] = df["n"].astype(int)
-    df["value"] = df[metric].astype(float)
-    df = df[df["value"].notna()]
-    df["family"] = [family_of(s) for s in df["split"]]
-    own = df[df.treatment == "base"].groupby(["dataset", "split", "target_half"])["value"].mean()
-    pooled = df[(df.treatment == "base") & (df.family == RANDOM_SPLIT)].groupby("dataset")["value"].mean()
-    base = [own.get((d, s, t), pooled.get(d, math.nan) if f == RANDOM_SPLIT else math.nan)
-            for d, s, t, f in zip(df["dataset"], df["split"], df["target_half"], df["family"])]
-    df["base"] = np.asarray(base, dtype=float)
-    df["delta"] = df["value"] - df["base"]
-    df["drop"] = 1.0 - df["value"] / df["base"]
-    return df
-
-
-def noise_level(prepared: pd.DataFrame) -> Noise:
-    """Base-replicate sd of a prepared table (see module docstring) and the tolerance it implies."""
-    bases = prepared[prepared.treatment == "base"]
-    groups = [g.to_numpy() for _, g in bases.groupby(["split", "target_half"])["value"] if len(g) >= 2]
-    if groups:
-        ss = sum(((g - g.mean()) ** 2).sum() for g in groups)
-        dof = sum(len(g) - 1 for g in groups)
-        sd, src = math.sqrt(ss / dof), f"pooled sd of base seeds within {len(groups)} target task(s)"
-    else:
-        rs = bases[bases.family == RANDOM_SPLIT]["value"]
-        if len(rs) >= 2:
-            sd, src = float(rs.std(ddof=1)), f"sd across {len(rs)} random-split bases"
-        else:
-            sd, src = FALLBACK_NOISE_SD, "fewer than 2 bases: the paper's 0.5 pp split spread"
-    return Noise(sd, TOL_SIGMAS * sd, f"{src}; tolerance = {TOL_SIGMAS:g} × sd")
+    @property
+    def significant(self) -> Optional[bool]:
+        """Whether the deciding margin's 95% CI excludes 0; None without a CI."""
+        return self.deciding.margin.excludes_zero() if self.deciding else None
 
 
 # ---------------------------------------------------------------- helpers on a prepared table
@@ -154,8 +87,29 @@ def _f(x: float) -> str:
     return f"{x:+.4f}"
 
 
-def _claim(cid, title, verdict, detail, numbers, tol) -> Claim:
-    return Claim(cid, title, verdict, detail, {k: float(v) for k, v in numbers.items()}, float(tol))
+def _at(rows: pd.DataFrame, n: int) -> pd.DataFrame:
+    return rows[rows.n == n]
+
+
+def _vs_base(rows: pd.DataFrame, label: str, op: str, threshold: float = 0.0) -> Point:
+    """A treatment minus the base of its own target and seed, per replicate."""
+    return Point(f"{label} − base", contrast([(1, rows)], "pdelta"), op, threshold)
+
+
+def _ci_text(points: tuple, deciding: Optional[Point]) -> str:
+    """The detail's tail: every point's 95% CI, the deciding point and whether its margin is significant."""
+    if deciding is None:
+        return ""
+    return ("; 95% CIs: " + ", ".join(f"{pt.label} {pt.diff.text()}" for pt in points)
+            + f"; deciding point {deciding.label} (smallest margin to its rule {deciding.rule}): margin "
+            f"{deciding.margin.text(size=False)}, {significance(deciding)}")
+
+
+def _claim(cid, title, verdict, detail, numbers, tol, points=()) -> Claim:
+    points = tuple(points)
+    deciding = deciding_point(points)
+    return Claim(cid, title, verdict, detail + _ci_text(points, deciding),
+                 {k: float(v) for k, v in numbers.items()}, float(tol), points=points, deciding=deciding)
 
 
 def _no_data(cid, title, why, tol=0.0) -> Claim:
@@ -181,17 +135,19 @@ def _relative_tol(p: pd.DataFrame, noise: Noise) -> float:
 def claim_general(p: pd.DataFrame, noise: Noise) -> Claim:
     """1. AnB and BnB within noise of base at n = 1, 2: |mean delta| <= tol at each point present."""
     title = "Low layers are general: AnB, BnB within noise of base at n = 1, 2"
-    nums = {}
+    nums, points = {}, []
     for treatment, label in (("transfer", "AnB"), ("selffer", "BnB")):
-        by_n = _by_n(_rows(p, treatment))
+        rows = _rows(p, treatment)
+        by_n = _by_n(rows)
         nums.update({f"{label}({n})-base": by_n[n] for n in (1, 2) if n in by_n})
+        points += [_vs_base(_at(rows, n), f"{label}({n})", "|≤|", noise.tol) for n in (1, 2) if n in by_n]
     if not nums:
         return _no_data(1, title, "needs random-split base and AnB or BnB at n = 1 or 2", noise.tol)
     bad = {k: v for k, v in nums.items() if abs(v) > noise.tol}
     absent = [f"{t}({n})" for t in ("AnB", "BnB") for n in (1, 2) if f"{t}({n})-base" not in nums]
     detail = (f"rule |x − base| ≤ {noise.tol:.4f}; " + ", ".join(f"{k} = {_f(v)}" for k, v in nums.items())
               + (f"; outside: {', '.join(bad)}" if bad else "") + (f"; absent: {', '.join(absent)}" if absent else ""))
-    return _claim(1, title, FAILS if bad else HOLDS, detail, nums, noise.tol)
+    return _claim(1, title, FAILS if bad else HOLDS, detail, nums, noise.tol, points)
 
 
 def claim_dip(p: pd.DataFrame, noise: Noise) -> Claim:
@@ -200,7 +156,8 @@ def claim_dip(p: pd.DataFrame, noise: Noise) -> Claim:
     lo and hi are the smallest and largest n present (1 and 7 in a full sweep).
     """
     title = "Co-adaptation dip: BnB has an interior minimum and recovers at the top"
-    by_n = _by_n(_rows(p, "selffer"))
+    rows = _rows(p, "selffer")
+    by_n = _by_n(rows)
     if len(by_n) < 3:
         return _no_data(2, title, "needs BnB (with a base) at 3 or more n", noise.tol)
     ns = sorted(by_n)
@@ -213,13 +170,16 @@ def claim_dip(p: pd.DataFrame, noise: Noise) -> Claim:
     detail = (f"interior minimum at n = {n_min}; rule: BnB({n_min}) < BnB({lo}) − tol and < BnB({hi}) − tol "
               f"with tol {noise.tol:.4f}; dip below n={lo}: {_f(by_n[lo] - m)}, recovery to n={hi}: "
               f"{_f(by_n[hi] - m)}")
-    return _claim(2, title, HOLDS if ok else FAILS, detail, nums, noise.tol)
+    points = [Point(f"BnB({end}) − BnB({n_min})", contrast([(1, _at(rows, end)), (-1, _at(rows, n_min))],
+                                                            "pdelta"), ">", noise.tol) for end in (lo, hi)]
+    return _claim(2, title, HOLDS if ok else FAILS, detail, nums, noise.tol, points)
 
 
 def claim_finetune(p: pd.DataFrame, noise: Noise) -> Claim:
     """3. BnB+ >= base - tol at every n present."""
     title = "Fine-tuning removes the dip: BnB+ ≥ base at every n"
-    by_n = _by_n(_rows(p, "selffer+"))
+    rows = _rows(p, "selffer+")
+    by_n = _by_n(rows)
     if not by_n:
         return _no_data(3, title, "needs random-split BnB+ with a base", noise.tol)
     nums = {f"BnB+({n})-base": v for n, v in sorted(by_n.items())}
@@ -227,14 +187,16 @@ def claim_finetune(p: pd.DataFrame, noise: Noise) -> Claim:
     ok = by_n[worst] >= -noise.tol
     detail = (f"rule BnB+(n) − base ≥ −{noise.tol:.4f} at n = {', '.join(map(str, sorted(by_n)))}; "
               f"lowest at n = {worst}: {_f(by_n[worst])}")
-    return _claim(3, title, HOLDS if ok else FAILS, detail, nums, noise.tol)
+    points = [_vs_base(_at(rows, n), f"BnB+({n})", "≥", -noise.tol) for n in sorted(by_n)]
+    return _claim(3, title, HOLDS if ok else FAILS, detail, nums, noise.tol, points)
 
 
 def claim_specificity(p: pd.DataFrame, noise: Noise) -> Claim:
     """4. For n >= 3: AnB <= BnB + tol; gap BnB - AnB grows (least-squares slope > 0 and gap at the
     largest n >= gap at the smallest n >= 3); AnB at its largest n is its lowest point (over all n)."""
     title = "Specificity: AnB ≤ BnB for n ≥ 3, gap growing with n, AnB lowest at the top"
-    anb, bnb = _by_n(_rows(p, "transfer")), _by_n(_rows(p, "selffer"))
+    anb_rows, bnb_rows = _rows(p, "transfer"), _rows(p, "selffer")
+    anb, bnb = _by_n(anb_rows), _by_n(bnb_rows)
     ns = sorted(n for n in anb if n in bnb and n >= 3)
     if len(ns) < 2:
         return _no_data(4, title, "needs AnB and BnB (with bases) at 2 or more common n ≥ 3", noise.tol)
@@ -252,13 +214,34 @@ def claim_specificity(p: pd.DataFrame, noise: Noise) -> Claim:
              + f"; slope {_f(slope)}/layer, growing: {'yes' if growing else 'no'}",
              f"AnB({top}) lowest: {'yes' if lowest else 'no'}"]
     return _claim(4, title, HOLDS if below and growing and lowest else FAILS, "; ".join(parts), nums,
-                  noise.tol)
+                  noise.tol, _specificity_points(anb_rows, bnb_rows, ns, anb, noise.tol))
+
+
+def _specificity_points(anb_rows, bnb_rows, ns, anb, tol) -> list[Point]:
+    """Claim 4's points: the gap BnB − AnB at each n ≥ 3 (≥ −tol), its growth from the first to the last
+    n and its least-squares slope (> 0, per layer), and AnB(top) against the closest other AnB(n)."""
+    def gap(n, c=1.0):
+        return [(c, _at(bnb_rows, n)), (-c, _at(anb_rows, n))]
+    first, last, top = ns[0], ns[-1], max(anb)
+    weights = np.asarray(ns, float) - np.mean(ns)
+    weights = weights / (weights ** 2).sum()  # sum w·gap(n) is the least-squares slope
+    points = [Point(f"BnB({n}) − AnB({n})", contrast(gap(n), "pdelta"), "≥", -tol) for n in ns]
+    points += [Point(f"gap growth ({last} vs {first})", contrast(gap(last) + gap(first, -1.0), "pdelta"), "≥"),
+               Point("gap slope per layer", contrast([t for n, w in zip(ns, weights) for t in gap(n, w)],
+                                                     "pdelta"), ">")]
+    others = [n for n in anb if n != top]
+    if others:
+        near = min(others, key=anb.get)
+        points.append(Point(f"AnB({near}) − AnB({top})",
+                            contrast([(1, _at(anb_rows, near)), (-1, _at(anb_rows, top))], "pdelta"), "≥"))
+    return points
 
 
 def claim_boost(p: pd.DataFrame, noise: Noise) -> Claim:
     """5. AnB+ > base of the same target at every n (mean of delta > 0, margin 0)."""
     title = "Generalisation boost: AnB+ > base of the same target at every n"
-    by_n = _by_n(_rows(p, "transfer+"))
+    rows = _rows(p, "transfer+")
+    by_n = _by_n(rows)
     if not by_n:
         return _no_data(5, title, "needs random-split AnB+ with a base")
     nums = {f"AnB+({n})-base": v for n, v in sorted(by_n.items())}
@@ -266,7 +249,8 @@ def claim_boost(p: pd.DataFrame, noise: Noise) -> Claim:
     detail = ("rule AnB+(n) − base > 0 (strict, margin 0): " + ", ".join(f"n={n}: {_f(v)}" for n, v in
                                                                          sorted(by_n.items()))
               + _noise_note(by_n.values(), noise.tol))
-    return _claim(5, title, HOLDS if ok else FAILS, detail, nums, 0.0)
+    points = [_vs_base(_at(rows, n), f"AnB+({n})", ">") for n in sorted(by_n)]
+    return _claim(5, title, HOLDS if ok else FAILS, detail, nums, 0.0, points)
 
 
 def claim_plus_order(p: pd.DataFrame, noise: Noise) -> Claim:
@@ -274,8 +258,9 @@ def claim_plus_order(p: pd.DataFrame, noise: Noise) -> Claim:
     means, averaged over targets; > 0 at every n that has a pair."""
     title = "AnB+ > BnB+ in the same target half"
     keys = ["split", "target_half", "n"]
-    a = _rows(p, "transfer+").groupby(keys)["value"].mean()
-    b = _rows(p, "selffer+").groupby(keys)["value"].mean()
+    a_rows, b_rows = _rows(p, "transfer+"), _rows(p, "selffer+")
+    a = a_rows.groupby(keys)["value"].mean()
+    b = b_rows.groupby(keys)["value"].mean()
     both = (a - b).dropna()
     if both.empty:
         return _no_data(6, title, "needs AnB+ and BnB+ in the same split and target half")
@@ -286,7 +271,14 @@ def claim_plus_order(p: pd.DataFrame, noise: Noise) -> Claim:
     detail = ("rule mean over target tasks of AnB+ − BnB+ > 0 (strict, margin 0): "
               + ", ".join(f"n={n}: {_f(v)} ({pairs[n]} task(s))" for n, v in by_n.items())
               + _noise_note(by_n.to_numpy(), noise.tol))
-    return _claim(6, title, HOLDS if ok else FAILS, detail, nums, 0.0)
+    paired = set(both.index)  # only the (split, target, n) that hold both, as the verdict
+
+    def within(rows, n):
+        keep = [(s, t, m) in paired and m == n for s, t, m in zip(rows.split, rows.target_half, rows.n)]
+        return rows[np.asarray(keep, dtype=bool)]
+    points = [Point(f"AnB+({n}) − BnB+({n})", contrast([(1, within(a_rows, n)), (-1, within(b_rows, n))],
+                                                       "pdelta"), ">") for n in by_n.index]
+    return _claim(6, title, HOLDS if ok else FAILS, detail, nums, 0.0, points)
 
 
 NATMAN_DIRECTIONS = {"B": "natural←man-made", "A": "man-made←natural"}
@@ -296,14 +288,17 @@ def claim_distance(p: pd.DataFrame, noise: Noise) -> Claim:
     """7. For n >= 3: relative drop of AnB on man-made/natural (each direction present) > relative drop of
     AnB on the random halves."""
     title = "Task distance: man-made/natural drop > random-split drop for n ≥ 3"
-    rnd = _by_n(_rows(p, "transfer"), "drop")
+    rnd_rows = _rows(p, "transfer")
+    rnd = _by_n(rnd_rows, "drop")
     nat = {t: _by_n(_rows(p, "transfer", NATMAN, t), "drop") for t in NATMAN_DIRECTIONS}
-    nums, margins, bad = {}, [], []
+    nums, margins, bad, points = {}, [], [], []
     for t, by_n in nat.items():
         for n in sorted(n for n in by_n if n in rnd and n >= 3):
             name = NATMAN_DIRECTIONS[t]
             nums[f"drop {name}({n})"], nums[f"drop random({n})"] = by_n[n], rnd[n]
             margins.append(by_n[n] - rnd[n])
+            diff = contrast([(1, _at(_rows(p, "transfer", NATMAN, t), n)), (-1, _at(rnd_rows, n))], "pdrop")
+            points.append(Point(f"drop {name}({n}) − drop random({n})", diff, ">"))
             if by_n[n] <= rnd[n]:
                 bad.append(f"{name} n={n}")
     if not margins:
@@ -314,7 +309,7 @@ def claim_distance(p: pd.DataFrame, noise: Noise) -> Claim:
               + (f"; fails at {', '.join(bad)}" if bad else "")
               + (f"; direction absent: {', '.join(absent)}" if absent else "")
               + _noise_note(margins, _relative_tol(p, noise), " relative"))
-    return _claim(7, title, FAILS if bad else HOLDS, detail, nums, 0.0)
+    return _claim(7, title, FAILS if bad else HOLDS, detail, nums, 0.0, points)
 
 
 def claim_random(p: pd.DataFrame, noise: Noise) -> Claim:
@@ -330,9 +325,13 @@ def claim_random(p: pd.DataFrame, noise: Noise) -> Claim:
     if not ns:
         return _no_data(8, title, "needs 'random' and random-split AnB at a common n")
     if rel:  # worse = larger drop
+        points = [Point(f"drop random({n}) − drop AnB({n})",
+                        contrast([(1, _at(rand_rows, n)), (-1, _at(anb_rows, n))], "pdrop"), ">") for n in ns]
         margins = {n: rnd[n] - anb[n] for n in ns}
         rule = "relative drop 1 − acc/base of random > that of AnB (each against its own base)"
     else:    # worse = lower accuracy
+        points = [Point(f"AnB({n}) − random({n})",
+                        contrast([(1, _at(anb_rows, n)), (-1, _at(rand_rows, n))], "value"), ">") for n in ns]
         margins = {n: anb[n] - rnd[n] for n in ns}
         rule = "no base for one of them: absolute top-1 of random < AnB"
     what = "drop " if rel else ""
@@ -342,7 +341,7 @@ def claim_random(p: pd.DataFrame, noise: Noise) -> Claim:
               f"{_f(min(margins.values()))}" + (f"; fails at n = {bad}" if bad else "")
               + _noise_note(margins.values(), _relative_tol(p, noise) if rel else noise.tol,
                             " relative" if rel else ""))
-    return _claim(8, title, FAILS if bad else HOLDS, detail, nums, 0.0)
+    return _claim(8, title, FAILS if bad else HOLDS, detail, nums, 0.0, points)
 
 
 CLAIM_CHECKS: tuple[Callable[[pd.DataFrame, Noise], Claim], ...] = (
@@ -361,7 +360,7 @@ def check_claims(results: pd.DataFrame, metric: str = "top1_paper", dataset: str
         dataset = str(p["dataset"].iloc[0])
     noise = noise_level(p)
     claims = [check(p, noise) for check in CLAIM_CHECKS]
-    return [Claim(c.id, c.title, c.verdict, c.detail, c.numbers, c.tolerance, dataset) for c in claims]
+    return [replace(c, dataset=dataset) for c in claims]
 
 
 # (split, target_half, source_half, treatment) of each reference column; random halves are expanded below.

@@ -6,6 +6,7 @@ The claim logic and the statistics live in orchestrator/claims.py.
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -19,11 +20,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from orchestrator.claims import (  # noqa: E402
-    ALL, CI_METHOD, NATMAN, NATMAN_DIRECTIONS, PAPER_BASE_SD, PAPER_REFERENCE, RANDOM_SPLIT, REQUIRED,
-    Claim, check_claims, describe, noise_level, paper_results, prepare)
+    NATMAN_DIRECTIONS, PAPER_BASE_SD, PAPER_REFERENCE, Claim, check_claims, paper_results)
+from orchestrator.stats import (  # noqa: E402
+    ALL, CI_METHOD, CONTRAST_METHOD, NATMAN, RANDOM_SPLIT, REQUIRED, describe, noise_level, prepare,
+    significance)
 
-METRIC_LABEL = {"top1_paper": "top-1 accuracy (mean of 10 best evals)",
-                "top1_final": "top-1 accuracy (last eval)"}
 X_LABEL = "layer n at which the network is cut"
 TREATMENT_LABEL = {"base": "base", "selffer": "BnB", "selffer+": "BnB+", "transfer": "AnB",
                    "transfer+": "AnB+", "random": "random"}
@@ -44,6 +45,38 @@ REFERENCE_SERIES = {
     "random (all classes)": (ALL, "all", "random"),
 }
 MISSING_NAMES_CAP = 40
+
+
+# ---------------------------------------------------------------- labels
+def top_ks(results: pd.DataFrame) -> list[int]:
+    """The distinct settings['train']['top_k'] of the rows' settings_json, sorted; [] when the column is
+    absent or no row's settings name it."""
+    if "settings_json" not in results.columns:
+        return []
+    ks = set()
+    for text in results["settings_json"].dropna().unique():
+        try:
+            k = json.loads(text)["train"]["top_k"]
+        except (TypeError, ValueError, KeyError):
+            continue
+        if k is not None:
+            ks.add(int(k))
+    return sorted(ks)
+
+
+def metric_label(results: pd.DataFrame, metric: str) -> str:
+    """What the metric is, for axes and text: top1_paper names its k from settings_json (the paper's
+    k = 10 is a setting, not a constant); without settings it is just 'paper metric'."""
+    if metric == "top1_final":
+        return "top-1 at the last evaluation"
+    if metric != "top1_paper":
+        return metric
+    ks = top_ks(results)
+    if not ks:
+        return "top-1 accuracy, paper metric"
+    if len(ks) == 1:
+        return f"top-1 accuracy, mean of the {ks[0]} best evals"
+    return f"top-1 accuracy, mean of the top-k best evals (k = {', '.join(map(str, ks))})"
 
 
 # ---------------------------------------------------------------- tables
@@ -212,7 +245,7 @@ def plot_transfer(prepared: pd.DataFrame, path: Union[str, Path], title: str, me
     if base_mean == base_mean:
         bottom.axhline(base_mean, color="black", linestyle="--", linewidth=1,
                        label=f"base mean {base_mean:.3f}", zorder=2)
-    ylabel = METRIC_LABEL.get(metric, metric)
+    ylabel = metric_label(prepared, metric)
     splits = rs["split"].nunique()
     top.set_title(f"every trial, one point each ({splits} random split(s), both directions)")
     bottom.set_title("means; error bars = 95% CI (Student t), none for a single trial")
@@ -267,7 +300,7 @@ def plot_distance(prepared: pd.DataFrame, path: Union[str, Path], title: str, me
                     marker=marker, linewidth=1.8, capsize=3, label=f"{label} ({len(rows)})", zorder=3)
     ax.axhline(0.0, color="black", linestyle="--", linewidth=1)
     ax.set_xlabel(X_LABEL)
-    ax.set_ylabel(f"relative drop 1 − acc/base of own target\n({METRIC_LABEL.get(metric, metric)})")
+    ax.set_ylabel(f"relative drop 1 − acc/base of own target\n({metric_label(prepared, metric)})")
     _xaxis(ax, max_n)
     ax.legend(loc="upper left", fontsize=9, framealpha=0.9)
     ax.set_title(f"{title}\nrelative top-1 drop (means, 95% CI; faint points = trials)")
@@ -286,12 +319,25 @@ def _number(key: str, v: float) -> str:
     return f"{v:+.4f}" if signed else f"{v:.4f}"
 
 
+def _key_cells(c: Claim) -> str:
+    """The deciding point's difference with its CI, and its margin to the rule with the significance."""
+    d = c.deciding
+    if d is None:
+        return "— | —"
+    rule = d.rule.replace("|", "\\|")  # |x| ≤ tol inside a table cell
+    return f"{d.label}: {d.diff.text()} | {d.margin.text(size=False)} ({rule}): {significance(d)}"
+
+
 def claims_md(claims: list[Claim], noise_text: str) -> str:
-    """Markdown: the claims table (verdict, deciding numbers, tolerance) and one detail line each."""
-    lines = [noise_text, "", "| # | claim | verdict | deciding numbers | tolerance |", "|---|---|---|---|---|"]
+    """Markdown: the claims table (verdict, deciding point with its 95% CI and margin, deciding numbers,
+    tolerance) and one detail line each, with every point's CI."""
+    lines = [noise_text, "", CONTRAST_METHOD, "",
+             "| # | claim | verdict | key difference, 95% CI | margin to the rule, 95% CI | deciding numbers "
+             "| tolerance |", "|---|---|---|---|---|---|---|"]
     for c in claims:
         nums = "; ".join(f"{k} = {_number(k, v)}" for k, v in c.numbers.items()) or "—"
-        lines.append(f"| {c.id} | {c.title} | **{c.verdict}** | {nums} | {c.tolerance:.4f} |")
+        lines.append(f"| {c.id} | {c.title} | **{c.verdict}** | {_key_cells(c)} | {nums} | "
+                     f"{c.tolerance:.4f} |")
     lines += [""] + [f"{c.id}. **{c.verdict}**: {c.detail}" for c in claims]
     return "\n".join(lines)
 
@@ -334,7 +380,7 @@ def write_report(results: pd.DataFrame, out_dir: Union[str, Path], planned: Opti
     summary = summarize(results, metric)
     files, all_claims = [], []
     md = [f"# {title}", "",
-          f"Metric: `{metric}`: {METRIC_LABEL.get(metric, metric)}. {len(prepared)} ok trial(s)"
+          f"Metric: `{metric}`: {metric_label(results, metric)}. {len(prepared)} ok trial(s)"
           + (": " + ", ".join(f"{t} {c}" for t, c in prepared['treatment'].value_counts().items())
              if len(prepared) else "") + ".",
           "Random-split results are pooled over splits, directions and seeds (each point one trial); "

@@ -1,12 +1,12 @@
-"""The statistics and the eight claims of PAPER.md on synthetic result tables built from the paper's table."""
+"""The statistics, the eight claims of PAPER.md and their 95% CIs on synthetic result tables."""
 import math
 
 import pandas as pd
 import pytest
 
-from orchestrator.claims import (
-    FALLBACK_NOISE_SD, FAILS, HOLDS, NO_DATA, PAPER_REFERENCE, TOL_SIGMAS, check_claims, describe,
-    noise_level, paper_results, prepare, t_critical)
+from orchestrator.claims import FAILS, HOLDS, NO_DATA, PAPER_REFERENCE, check_claims, paper_results
+from orchestrator.stats import (
+    FALLBACK_NOISE_SD, TOL_SIGMAS, Interval, Point, contrast, describe, noise_level, prepare, t_critical)
 
 
 def by_id(claims):
@@ -143,3 +143,141 @@ def test_final_metric_and_several_datasets():
     with pytest.raises(ValueError, match="pass dataset="):
         check_claims(both)
     assert [c.verdict for c in check_claims(both, dataset="b")] == [HOLDS] * 8
+
+
+# ---------------------------------------------------------------- confidence intervals
+# Four replicates (target half, seed) of random split 0 with their own bases; every treatment value is
+# base + a per-replicate delta, so each CI below is a hand computation on 4 numbers.
+UNITS = [("A", 0, 0.80), ("A", 1, 0.82), ("B", 0, 0.70), ("B", 1, 0.72)]
+TOL = 2 * math.sqrt(0.0002)             # pooled base sd: ((0.01² · 2) · 2 targets) / 2 df
+H4 = 3.182 * 0.01 / math.sqrt(3)        # half-width of ±0.01 around a mean over k = 4: t(3)·sd/√4
+
+
+def spread(m):
+    """Deltas with mean m and sample sd 0.01·√(4/3) over the four replicates."""
+    return [m - 0.01, m + 0.01, m - 0.01, m + 0.01]
+
+
+def replicate_table():
+    rows = []
+
+    def add(treatment, by_n):
+        for n, deltas in by_n.items():
+            deltas = deltas if isinstance(deltas, list) else [deltas] * 4
+            for (target, seed, base), d in zip(UNITS, deltas):
+                source = None if treatment == "base" else \
+                    target if treatment.startswith("selffer") else "AB".replace(target, "")
+                rows.append(dict(dataset="d", split="random:0", target_half=target, source_half=source, n=n,
+                                 treatment=treatment, seed=seed, top1_paper=base + d, status="ok"))
+    add("base", {0: 0.0})
+    add("transfer", {1: spread(0.02), 2: 0.0, 3: spread(-0.04), 4: -0.08, 5: -0.10, 6: -0.15,
+                     7: [-0.22, -0.18, -0.20, -0.20]})
+    add("selffer", {1: 0.0, 2: 0.0, 3: -0.03, 4: spread(-0.06), 5: -0.03, 6: -0.03, 7: -0.01})
+    add("selffer+", {**{n: 0.0 for n in range(1, 8)}, 2: spread(-0.01), 3: 0.005})
+    add("transfer+", {**{n: 0.03 for n in range(1, 8)}, 3: spread(0.01)})
+    return pd.DataFrame(rows)
+
+
+def assert_interval(interval, mean, half, k=4):
+    assert (interval.mean, interval.low, interval.high, interval.k) == \
+        (pytest.approx(mean), pytest.approx(mean - half), pytest.approx(mean + half), k)
+
+
+@pytest.mark.parametrize("cid, label, mean, margin, significant", [
+    (1, "AnB(1) − base", 0.02, TOL - 0.02, False),          # |x| ≤ tol: the margin is tol − x
+    (2, "BnB(7) − BnB(4)", 0.05, 0.05 - TOL, True),          # recovery beats the dip from n = 1 (0.06)
+    (3, "BnB+(2) − base", -0.01, -0.01 + TOL, False),        # x ≥ −tol: the margin is x + tol
+    (4, "BnB(3) − AnB(3)", 0.01, 0.01 + TOL, True),          # below slope 0.046, growth 0.18, AnB(6)−AnB(7) 0.05
+    (5, "AnB+(3) − base", 0.01, 0.01, False),
+    (6, "AnB+(3) − BnB+(3)", 0.005, 0.005, False),
+])
+def test_each_claim_names_its_deciding_point_with_a_paired_ci(cid, label, mean, margin, significant):
+    claim = by_id(check_claims(replicate_table()))[cid]
+    assert claim.verdict == HOLDS and claim.deciding.label == label
+    assert_interval(claim.deciding.diff, mean, H4)
+    assert_interval(claim.deciding.margin, margin, H4)
+    assert (claim.ci_low, claim.ci_high, claim.k) == (claim.deciding.diff.low, claim.deciding.diff.high, 4)
+    assert claim.significant is significant
+    word = "significant at 95%" if significant else "not significant"
+    assert claim.detail.endswith(f"margin {margin:+.4f} [{margin - H4:+.4f}, {margin + H4:+.4f}], {word}")
+
+
+def test_every_point_has_its_ci_in_the_detail_and_the_slope_is_least_squares():
+    claims = by_id(check_claims(replicate_table()))
+    assert "95% CIs: AnB(1) − base +0.0200 [+0.0016, +0.0384] (k=4), AnB(2) − base +0.0000 " in claims[1].detail
+    spec = {p.label: p.diff for p in claims[4].points}
+    assert list(spec) == [f"BnB({n}) − AnB({n})" for n in range(3, 8)] + [
+        "gap growth (7 vs 3)", "gap slope per layer", "AnB(6) − AnB(7)"]
+    # per replicate: gap(3) = (.02, 0, .02, 0), gap(4) = (.01, .03, .01, .03), gap(7) = (.21, .17, .19, .19)
+    # slope = Σ (n − 5)/10 · gap(n) = (.049, .043, .045, .047): sd √(.00002/3)
+    assert_interval(spec["gap slope per layer"], 0.046, 3.182 * math.sqrt(0.00002 / 3) / 2)
+    assert_interval(spec["gap growth (7 vs 3)"], 0.18, H4)          # (.19, .17, .17, .19)
+    assert_interval(spec["AnB(6) − AnB(7)"], 0.05, 3.182 * math.sqrt(0.0008 / 3) / 2)
+    assert_interval(spec["BnB(5) − AnB(5)"], 0.07, 0.0)
+    assert [p.label for p in claims[3].points] == [f"BnB+({n}) − base" for n in range(1, 8)]
+
+
+def natman_table():
+    """Random split 0 (4 replicates, bases 0.8) against natman target B and the random control, 2 seeds."""
+    rows = [dict(split="random:0", target_half=t, n=0, treatment="base", seed=s, top1_paper=0.8)
+            for t in "AB" for s in (0, 1)]
+    rows += [dict(split="random:0", target_half=t, n=3, treatment="transfer", seed=s, top1_paper=v)
+             for (t, s), v in zip([("A", 0), ("A", 1), ("B", 0), ("B", 1)], (0.78, 0.74, 0.78, 0.74))]
+    rows += [dict(split="natman", target_half="B", n=n, treatment=tr, seed=s, top1_paper=v)
+             for n, tr, vs in ((0, "base", (0.8, 0.8)), (3, "transfer", (0.72, 0.64))) for s, v in zip((0, 1), vs)]
+    rows += [dict(split="all", target_half="all", n=n, treatment=tr, seed=s, top1_paper=v)
+             for n, tr, vs in ((0, "base", (0.5, 0.5)), (3, "random", (0.25, 0.35))) for s, v in zip((0, 1), vs)]
+    return pd.DataFrame(rows).assign(dataset="d")
+
+
+def test_task_distance_and_random_control_use_welch_across_splits():
+    claims = by_id(check_claims(natman_table()))
+    # random-split drops (.025, .075, .025, .075): var .0025/3; natman drops (.1, .2): var .005
+    se = math.sqrt(0.005 / 2 + 0.0025 / 3 / 4)
+    df = se ** 4 / ((0.005 / 2) ** 2 / 1 + (0.0025 / 3 / 4) ** 2 / 3)
+    assert 1 < df < 2                   # rounded down: t(1) = 12.706
+    d7 = claims[7].deciding
+    assert d7.label == "drop natural←man-made(3) − drop random(3)"
+    assert_interval(d7.diff, 0.1, 12.706 * se, k=2)
+    assert (d7.diff.method, d7.diff.sizes) == ("Welch", (2, 4)) and claims[7].significant is False
+    assert "(k=2 vs 4, Welch)" in claims[7].detail
+    # random control drops (.5, .3): var .02, against the same random-split drops
+    se8 = math.sqrt(0.02 / 2 + 0.0025 / 3 / 4)
+    assert se8 ** 4 / ((0.02 / 2) ** 2 + (0.0025 / 3 / 4) ** 2 / 3) < 2
+    assert_interval(claims[8].deciding.diff, 0.35, 12.706 * se8, k=2)
+    assert claims[8].deciding.label == "drop random(3) − drop AnB(3)"
+
+
+def test_contrast_pairs_shared_replicates_and_falls_back_to_welch():
+    def rows(split, values, seeds=None):
+        return pd.DataFrame({"split": split, "target_half": "A", "seed": seeds or list(range(len(values))),
+                             "x": values})
+    welch = contrast([(1, rows("random:0", [1.0, 2, 3, 4, 5])), (-1, rows("random:1", [2.0, 4, 6]))], "x")
+    se = math.sqrt(2.5 / 5 + 4 / 3)     # df = se⁴ / ((2.5/5)²/4 + (4/3)²/2) = 3.53: t(3)
+    assert_interval(welch, -1.0, 3.182 * se, k=3)
+    assert welch.text() == f"-1.0000 [{-1 - 3.182 * se:+.4f}, {-1 + 3.182 * se:+.4f}] (k=5 vs 3, Welch)"
+    # seeds 0 and 2 are in both: paired on those two (differences 1 and 3), seed 1 and 5 left out
+    paired = contrast([(1, rows("random:0", [3.0, 9, 5], [0, 1, 2])), (-1, rows("random:0", [2.0, 7, 2], [0, 5, 2]))],
+                      "x")
+    assert_interval(paired, 2.0, 12.706 * math.sqrt(2) / math.sqrt(2), k=2)   # sd of (1, 3) is √2
+    one = contrast([(1, rows("random:0", [0.7]))], "x")
+    assert one.text() == "+0.7000 (k=1, no CI)" and one.excludes_zero() is None
+
+
+def test_interval_text_and_margins():
+    near = Interval(0.0231, 0.000024, 0.0462, 6, "paired", (6,))
+    assert near.text() == "+0.0231 [+0.000024, +0.0462] (k=6)" and near.excludes_zero() is True
+    below = Point("x", Interval(-0.01, -0.02, 0.0, 6, "paired"), "|≤|", 0.015)
+    m = below.margin                     # mean below 0: the side −tol, margin x + tol
+    assert (m.mean, m.low, m.high) == (pytest.approx(0.005), pytest.approx(-0.005), pytest.approx(0.015))
+    upper = Point("x", Interval(0.01, 0.0, 0.02, 6, "paired"), "≤", 0.015).margin
+    assert (upper.low, upper.high) == (pytest.approx(-0.005), pytest.approx(0.015))
+    assert below.rule == "|x| ≤ 0.0150"
+
+
+def test_single_replicates_give_no_ci():
+    claims = by_id(check_claims(paper_results()))
+    assert claims[5].deciding.label == "AnB+(2) − base"   # 8 target tasks, each its own replicate
+    assert_interval(claims[5].deciding.diff, 0.011, 2.365 * 0.0055 / math.sqrt(8), k=8)
+    assert claims[7].deciding.diff.method == "none" and claims[7].significant is None
+    assert claims[7].detail.endswith(", no CI (k=1)")

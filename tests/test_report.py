@@ -1,10 +1,16 @@
 """write_report and its tables on synthetic sweeps: files, claims table, partial results, missing trials."""
+import json
+import math
+import re
+
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
 from orchestrator.claims import HOLDS, NO_DATA, paper_results
-from orchestrator.report import missing_md, missing_trials, reference_table_md, results_table_md, summarize, \
-    write_report
+from orchestrator.report import metric_label, missing_md, missing_trials, plot_distance, plot_transfer, \
+    reference_table_md, results_table_md, summarize, top_ks, write_report
+from orchestrator.stats import prepare
 
 PLANNED_COLUMNS = ["key", "name", "dataset", "split", "source_half", "target_half", "n", "treatment", "seed"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -52,7 +58,21 @@ def test_write_report_writes_both_figures_and_the_claims_table(tmp_path):
         assert data[:8] == PNG_MAGIC and len(data) > 20_000
     md = (tmp_path / "rep" / "report.md").read_text()
     assert md.startswith("# Small sweep\n")
-    assert "| # | claim | verdict | deciding numbers | tolerance |" in md
+    assert ("| # | claim | verdict | key difference, 95% CI | margin to the rule, 95% CI | deciding numbers "
+            "| tolerance |") in md
+    # Claim 5 decides at AnB+(2): per target task 0.011 − 0.0055·z with z = (−1.5, −1, 1, 1.5) (k = 4).
+    half = 3.182 * 0.0055 * math.sqrt(6.5 / 3) / 2
+    ci = f"+0.0110 [{0.011 - half:+.4f}, {0.011 + half:+.4f}]"
+    assert ci == "+0.0110 [-0.0019, +0.0239]"
+    assert (f"| 5 | Generalisation boost: AnB+ > base of the same target at every n | **holds** | "
+            f"AnB+(2) − base: {ci} (k=4) | {ci} (x > +0.0000): not significant | AnB+(1)-base = +0.0120;") in md
+    assert "5. **holds**: rule AnB+(n) − base > 0" in md and \
+        f"deciding point AnB+(2) − base (smallest margin to its rule x > +0.0000): margin {ci}, not significant" in md
+    assert "Metric: `top1_paper`: top-1 accuracy, paper metric. " in md   # no settings_json column
+    rows = [line for line in md.splitlines() if re.match(r"\| [1-8] \| .* \| \*\*", line)]
+    # 7 cells each: claim 1's rule |x| ≤ tol is escaped inside its cell
+    assert len(rows) == 8 and all(len(re.split(r"(?<!\\)\|", row)) == 9 for row in rows)
+    assert r"(\|x\| ≤ 0.0162): " in rows[0]
     assert "| 4 | Specificity: AnB ≤ BnB for n ≥ 3, gap growing with n, AnB lowest at the top | **holds** |" in md
     assert "ImageNet-scale reference, Yosinski et al. 2014" in md
     assert "![transfer](transfer.png)" in md and "![distance](distance.png)" in md
@@ -124,3 +144,33 @@ def test_several_datasets_get_one_section_and_figure_pair_each(tmp_path):
     assert names == ["transfer-fashion-animals.png", "distance-fashion-animals.png",
                      "transfer-imagenet.png", "report.md"]
     assert [c.dataset for c in out["claims"]] == ["fashion-animals"] * 8 + ["imagenet"] * 8
+
+
+def with_top_k(df, ks):
+    settings = [json.dumps({"train": {"top_k": k}}) for k in ks]
+    return df.assign(settings_json=[settings[i % len(settings)] for i in range(len(df))])
+
+
+def test_metric_label_names_top_k_from_the_settings():
+    df = paper_results()
+    assert metric_label(with_top_k(df, [5]), "top1_paper") == "top-1 accuracy, mean of the 5 best evals"
+    assert metric_label(with_top_k(df, [10, 5]), "top1_paper") == \
+        "top-1 accuracy, mean of the top-k best evals (k = 5, 10)"
+    assert metric_label(df, "top1_paper") == "top-1 accuracy, paper metric"
+    assert metric_label(df.assign(settings_json="not json"), "top1_paper") == "top-1 accuracy, paper metric"
+    assert top_ks(df.assign(settings_json=json.dumps({"train": {}}))) == []
+    assert metric_label(with_top_k(df, [5]), "top1_final") == "top-1 at the last evaluation"
+
+
+def test_report_text_and_figure_axes_use_the_derived_label(tmp_path, monkeypatch):
+    df = with_top_k(paper_results(), [5])
+    write_report(df, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "Metric: `top1_paper`: top-1 accuracy, mean of the 5 best evals. " in md and "10 best" not in md
+    labels = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: labels.append([ax.get_ylabel() for ax in fig.axes]))
+    p = prepare(df, "top1_final")
+    assert plot_transfer(p, tmp_path / "t.png", "t", "top1_final") and plot_distance(p, tmp_path / "d.png", "d",
+                                                                                     "top1_paper")
+    assert labels == [["top-1 at the last evaluation"] * 2,
+                      ["relative drop 1 − acc/base of own target\n(top-1 accuracy, mean of the 5 best evals)"]]
