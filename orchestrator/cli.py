@@ -75,14 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("run", help="run a sweep on Ray (local by default)")
     spec_args(sp)
     store_arg(sp)
-    sp.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    sp.add_argument("--address", help="Ray cluster address, or auto for the cluster running on this machine (default: start a private local Ray)")
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("resume", help="finish a sweep: continue its Tune experiment, then run whatever "
                         "is still not committed")
     sp.add_argument("sweep", help="sweep name")
     store_arg(sp)
-    sp.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    sp.add_argument("--address", help="Ray cluster address, or auto for the cluster running on this machine (default: start a private local Ray)")
     sp.set_defaults(func=cmd_resume)
 
     sp = sub.add_parser("status", help="done / running / failed / pending, from the store only")

@@ -134,7 +134,9 @@ def ensure_ray(address: Optional[str], temp_dir: Optional[str] = None) -> Option
     if address:
         ctx = ray.init(address=address, **kwargs)
     else:
-        ctx = ray.init(include_dashboard=True, dashboard_host="127.0.0.1",
+        # "local": a private Ray for this sweep. With no address, ray.init() would silently join
+        # whatever cluster was last started on this machine (found when a demo joined a benchmark's).
+        ctx = ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1",
                        _temp_dir=temp_dir or os.environ.get("TRANSFER_SWEEP_RAY_TMP"), **kwargs)
     return _dashboard_url(ctx)
 
