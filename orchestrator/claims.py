@@ -210,7 +210,7 @@ def claim_specificity(p: pd.DataFrame, noise: Noise) -> Claim:
     nums = {**{f"gap({n})": gap[n] for n in ns}, "gap_slope_per_layer": slope,
             f"AnB({top})-base": anb[top], "lowest other AnB(n)-base": min(others) if others else math.nan}
     parts = [f"AnB ≤ BnB + {noise.tol:.4f}: {'yes' if below else 'no'}",
-             f"gap BnB − AnB " + ", ".join(f"n={n}: {_f(gap[n])}" for n in ns)
+             "gap BnB − AnB " + ", ".join(f"n={n}: {_f(gap[n])}" for n in ns)
              + f"; slope {_f(slope)}/layer, growing: {'yes' if growing else 'no'}",
              f"AnB({top}) lowest: {'yes' if lowest else 'no'}"]
     return _claim(4, title, HOLDS if below and growing and lowest else FAILS, "; ".join(parts), nums,

@@ -232,7 +232,7 @@ def cmd_report(args) -> int:
     import pyarrow.parquet as pq
 
     from orchestrator.report import write_report
-    from orchestrator.store import read_results
+    from orchestrator.records import read_results
 
     spec = _stored_spec(args)
     plan: Plan = make_plan(spec)

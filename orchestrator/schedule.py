@@ -27,8 +27,8 @@ from ray.tune.search import Searcher
 
 from orchestrator.plan import Plan, Trial
 from orchestrator.spec import SweepSpec
-from orchestrator.store import (committed_keys, open_store, read_result, record_attempt, record_failure,
-                                sweep_prefix)
+from orchestrator.store import open_store, sweep_prefix
+from orchestrator.records import committed_keys, read_result, record_attempt, record_failure
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from rich.table import Table
 
 from orchestrator.plan import Plan
 from orchestrator.spec import SweepSpec
-from orchestrator.store import Store, committed_keys, failures_prefix, read_progress, read_results
+from orchestrator.store import Store, failures_prefix
+from orchestrator.records import committed_keys, read_progress, read_results
 
 # A trial whose progress file has not moved for this long is no longer considered running.
 STALE_SECONDS = 600

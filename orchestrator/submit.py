@@ -37,7 +37,8 @@ from rich.console import Console
 
 from orchestrator.plan import make_plan
 from orchestrator.spec import SweepSpec
-from orchestrator.store import committed_keys, open_store, read_failures
+from orchestrator.store import open_store
+from orchestrator.records import committed_keys, read_failures
 
 ACTIVE = ("PENDING", "RUNNING")
 # The command that starts transfer-sweep on the head. The image puts `transfer-sweep` on PATH; a head

@@ -1,7 +1,6 @@
 """Helpers for the integration tests: tiny real specs, the CLI as a subprocess, store inspection."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -66,5 +65,5 @@ def result_files(store_dir: Path) -> list[Path]:
 
 
 def attempt_count(store, key: str) -> int:
-    from orchestrator.store import read_attempts
+    from orchestrator.records import read_attempts
     return len(read_attempts(store, key))

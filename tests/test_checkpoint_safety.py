@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from orchestrator import records
 from orchestrator import store as st
 from workers import data, trial
 
@@ -77,12 +78,12 @@ def test_the_payload_is_live_when_loaded_without_weights_only(tmp_path):
 def test_resume_refuses_a_tampered_checkpoint_with_a_valid_sidecar(tmp_path):
     marker = tmp_path / "pwned"
     store = st.open_store(str(tmp_path / "store"))
-    st.save_checkpoint(store, KEY, 4, _tampered(marker))
-    assert st.load_latest_checkpoint(store, KEY)[0] == 4  # the sha256 check passes: only torch.load is left
+    records.save_checkpoint(store, KEY, 4, _tampered(marker))
+    assert records.load_latest_checkpoint(store, KEY)[0] == 4  # the sha256 check passes: only torch.load is left
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         trial.run_trial(SETTINGS, store)
     assert not marker.exists()
-    assert st.read_result(store, KEY) is None
+    assert records.read_result(store, KEY) is None
 
 
 def test_dependent_refuses_tampered_base_weights(tmp_path):
@@ -92,4 +93,4 @@ def test_dependent_refuses_tampered_base_weights(tmp_path):
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         trial.run_trial(TRANSFER, store)
     assert not marker.exists()
-    assert st.read_result(store, TRANSFER["key"]) is None
+    assert records.read_result(store, TRANSFER["key"]) is None

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 
 import pytest
 
 from orchestrator.plan import make_plan
 from orchestrator.spec import load_spec
-from orchestrator.store import checkpoint_prefix, open_store, read_attempts, read_results
+from orchestrator.store import checkpoint_prefix, open_store
+from orchestrator.records import read_attempts, read_results
 from sweep_helpers import attempt_count, cli, cli_background, env_with, result_files, tiny_spec, wait_for
 
 pytestmark = pytest.mark.integration

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from orchestrator import records
 from orchestrator import store as st
 from orchestrator.store import StoreError, open_store
 
@@ -128,22 +129,22 @@ def test_store_pickles_without_secrets(store):
 
 # --- checkpoints ------------------------------------------------------------------------------
 def test_checkpoints_are_pruned_and_latest_loaded(store):
-    assert st.load_latest_checkpoint(store, "k1") is None
+    assert records.load_latest_checkpoint(store, "k1") is None
     for step in (10, 20, 30):
-        st.save_checkpoint(store, "k1", step, f"state {step}".encode(), keep=2)
+        records.save_checkpoint(store, "k1", step, f"state {step}".encode(), keep=2)
     assert store.list("trials/k1") == [
         "trials/k1/ckpt/step-000000020.pt", "trials/k1/ckpt/step-000000020.pt.sha256",
         "trials/k1/ckpt/step-000000030.pt", "trials/k1/ckpt/step-000000030.pt.sha256"]
     assert store.read_bytes("trials/k1/ckpt/step-000000030.pt.sha256").decode() == (
         hashlib.sha256(b"state 30").hexdigest())
-    assert st.load_latest_checkpoint(store, "k1") == (30, b"state 30")
+    assert records.load_latest_checkpoint(store, "k1") == (30, b"state 30")
 
 
 @pytest.mark.parametrize("damage", ["flipped", "truncated", "no sidecar"])
 def test_damaged_newest_checkpoint_falls_back_with_warning(store, caplog, damage):
     data = bytes(range(256)) * 40
-    st.save_checkpoint(store, "k2", 100, b"older " + data)
-    st.save_checkpoint(store, "k2", 200, data)
+    records.save_checkpoint(store, "k2", 100, b"older " + data)
+    records.save_checkpoint(store, "k2", 200, data)
     newest = "trials/k2/ckpt/step-000000200.pt"
     if damage == "flipped":
         store.write_bytes(newest, data[:5000] + bytes([data[5000] ^ 0xFF]) + data[5001:])
@@ -151,57 +152,57 @@ def test_damaged_newest_checkpoint_falls_back_with_warning(store, caplog, damage
         store.write_bytes(newest, data[: len(data) // 2])
     else:
         store.delete(newest + ".sha256")
-    with caplog.at_level(logging.WARNING, logger="orchestrator.store"):
-        assert st.load_latest_checkpoint(store, "k2") == (100, b"older " + data)
+    with caplog.at_level(logging.WARNING, logger="orchestrator.records"):
+        assert records.load_latest_checkpoint(store, "k2") == (100, b"older " + data)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "step-000000200.pt" in warnings[0]
 
 
 def test_resaving_an_older_step_drops_newer_leftovers(store):
     for step in (1, 2, 3):
-        st.save_checkpoint(store, "k3", step, b"s%d" % step, keep=1)
-    st.save_checkpoint(store, "k3", 2, b"again", keep=1)  # resumed from 2 after 3 went bad
+        records.save_checkpoint(store, "k3", step, b"s%d" % step, keep=1)
+    records.save_checkpoint(store, "k3", 2, b"again", keep=1)  # resumed from 2 after 3 went bad
     assert store.list("trials/k3") == ["trials/k3/ckpt/step-000000002.pt",
                                        "trials/k3/ckpt/step-000000002.pt.sha256"]
-    assert st.load_latest_checkpoint(store, "k3") == (2, b"again")
+    assert records.load_latest_checkpoint(store, "k3") == (2, b"again")
 
 
 # --- results ----------------------------------------------------------------------------------
 def test_commit_result_once(store):
-    assert st.commit_result(store, make_row("aaaa", top1_final=0.5)) is True
-    assert st.commit_result(store, make_row("aaaa", top1_final=0.9)) is False
-    table = st.read_results(store)
+    assert records.commit_result(store, make_row("aaaa", top1_final=0.5)) is True
+    assert records.commit_result(store, make_row("aaaa", top1_final=0.9)) is False
+    table = records.read_results(store)
     assert table.num_rows == 1 and table.column("top1_final").to_pylist() == [0.5]
-    assert st.read_result(store, "aaaa") == make_row("aaaa", top1_final=0.5)
-    assert st.read_result(store, "bbbb") is None
+    assert records.read_result(store, "aaaa") == make_row("aaaa", top1_final=0.5)
+    assert records.read_result(store, "bbbb") is None
 
 
 def test_read_results_schema_rows_and_keys(store):
-    assert st.read_results(store).num_rows == 0
-    assert [(f.name, str(f.type)) for f in st.read_results(store).schema] == CONTRACT_COLUMNS
+    assert records.read_results(store).num_rows == 0
+    assert [(f.name, str(f.type)) for f in records.read_results(store).schema] == CONTRACT_COLUMNS
     rows = [make_row("k3", n=3), make_row("k1", n=1, source_half=None, base_key=None,
                                          treatment="random"), make_row("k2", n=2)]
-    assert [st.commit_result(store, r) for r in rows] == [True, True, True]
-    assert st.committed_keys(store) == {"k1", "k2", "k3"}
-    table = st.read_results(store)
+    assert [records.commit_result(store, r) for r in rows] == [True, True, True]
+    assert records.committed_keys(store) == {"k1", "k2", "k3"}
+    table = records.read_results(store)
     assert [(f.name, str(f.type)) for f in table.schema] == CONTRACT_COLUMNS
     assert table.to_pylist() == sorted(rows, key=lambda r: r["key"])
-    assert st.read_results(store, {"k3", "k1", "absent"}).to_pylist() == [rows[1], rows[0]]
+    assert records.read_results(store, {"k3", "k1", "absent"}).to_pylist() == [rows[1], rows[0]]
 
 
 def test_commit_result_rejects_bad_rows_and_writes_nothing(store):
     incomplete = make_row("kk")
     del incomplete["steps"]
     with pytest.raises(ValueError, match="steps"):
-        st.commit_result(store, incomplete)
+        records.commit_result(store, incomplete)
     with pytest.raises(ValueError, match="unknown columns \\['extra'\\]"):
-        st.commit_result(store, make_row("kk", extra=1))
+        records.commit_result(store, make_row("kk", extra=1))
     with pytest.raises(ValueError, match="'n'"):
-        st.commit_result(store, make_row("kk", n="three"))
+        records.commit_result(store, make_row("kk", n="three"))
     with pytest.raises(ValueError, match="timezone"):
-        st.commit_result(store, make_row("kk", finished_at=WHEN.replace(tzinfo=None)))
+        records.commit_result(store, make_row("kk", finished_at=WHEN.replace(tzinfo=None)))
     with pytest.raises(ValueError, match="'status' must not be null"):
-        st.commit_result(store, make_row("kk", status=None))
+        records.commit_result(store, make_row("kk", status=None))
     assert store.list("") == []
 
 
@@ -209,7 +210,7 @@ def test_results_readable_directly_by_users(store):
     """pandas (local) / pyarrow with an S3 filesystem (s3) read the flat results folder."""
     rows = [make_row("k1", n=1), make_row("k2", n=2)]
     for row in rows:
-        st.commit_result(store, row)
+        records.commit_result(store, row)
     if store.uri().startswith("s3://"):
         import pyarrow.fs as pafs
         fs, path = pafs.FileSystem.from_uri(store.uri("results"))  # endpoint from AWS_ENDPOINT_URL
@@ -225,30 +226,30 @@ def test_results_readable_directly_by_users(store):
 def test_curve_progress_and_failures(store):
     curve = [{"step": 25, "top1": 0.5, "loss": 1.25, "lr": 0.05, "seconds": 1.5},
              {"key": "k1", "step": 50, "top1": 0.75, "loss": 0.5, "lr": 0.025, "seconds": 3.0}]
-    assert st.commit_curve(store, "k1", curve) is True
-    assert st.commit_curve(store, "k1", curve[:1]) is False
-    assert st.read_curve(store, "k1").to_pylist() == [{"key": "k1", **curve[0]}, curve[1]]
+    assert records.commit_curve(store, "k1", curve) is True
+    assert records.commit_curve(store, "k1", curve[:1]) is False
+    assert records.read_curve(store, "k1").to_pylist() == [{"key": "k1", **curve[0]}, curve[1]]
     with pytest.raises(ValueError):
-        st.commit_curve(store, "k2", [{**curve[0], "key": "other"}])
-    st.write_progress(store, "k1", {"step": 10, "total_steps": 100})
-    st.write_progress(store, "k1", {"step": 20, "total_steps": 100})
-    assert st.read_progress(store, "k1") == {"step": 20, "total_steps": 100}
-    first = st.record_failure(store, "k1", "RuntimeError: boom", "Traceback ...", "ray logs: w1")
-    second = st.record_failure(store, "k1", "OSError: gone", "Traceback ...", "ray logs: w2")
+        records.commit_curve(store, "k2", [{**curve[0], "key": "other"}])
+    records.write_progress(store, "k1", {"step": 10, "total_steps": 100})
+    records.write_progress(store, "k1", {"step": 20, "total_steps": 100})
+    assert records.read_progress(store, "k1") == {"step": 20, "total_steps": 100}
+    first = records.record_failure(store, "k1", "RuntimeError: boom", "Traceback ...", "ray logs: w1")
+    second = records.record_failure(store, "k1", "OSError: gone", "Traceback ...", "ray logs: w2")
     assert first != second and first.startswith("trials/k1/failures/") and first.endswith(".json")
     assert store.list("trials/k1/failures") == sorted([first, second])
-    records = st.read_failures(store, "k1")
-    assert [r["error"] for r in records] == ["RuntimeError: boom", "OSError: gone"]
-    assert records[0]["where"] == "ray logs: w1" and records[0]["traceback"] == "Traceback ..."
-    assert dt.datetime.fromisoformat(records[0]["at"]).tzinfo is not None
+    failures = records.read_failures(store, "k1")
+    assert [r["error"] for r in failures] == ["RuntimeError: boom", "OSError: gone"]
+    assert failures[0]["where"] == "ray logs: w1" and failures[0]["traceback"] == "Traceback ..."
+    assert dt.datetime.fromisoformat(failures[0]["at"]).tzinfo is not None
 
 
 def test_attempts_record_pid_and_resume_step(store):
-    first = st.record_attempt(store, "k1")
-    st.save_checkpoint(store, "k1", 40, b"weights")
-    second = st.record_attempt(store, "k1")
+    first = records.record_attempt(store, "k1")
+    records.save_checkpoint(store, "k1", 40, b"weights")
+    second = records.record_attempt(store, "k1")
     assert store.list("trials/k1/attempts") == [first, second]
-    attempts = st.read_attempts(store, "k1")
+    attempts = records.read_attempts(store, "k1")
     assert [a["resume_step"] for a in attempts] == [0, 40]
     assert [a["pid"] for a in attempts] == [os.getpid(), os.getpid()]
     assert dt.datetime.fromisoformat(attempts[0]["at"]) <= dt.datetime.fromisoformat(attempts[1]["at"])
@@ -262,13 +263,13 @@ def test_no_credential_value_is_ever_written(store, monkeypatch, tmp_path, reque
         store.write_bytes("leak.bin", b"prefix " + secret.encode())
     assert secret not in str(info.value)
     with pytest.raises(StoreError):
-        st.commit_result(store, make_row("k1", settings_json='{"key": "%s"}' % secret))
-    path = st.record_failure(store, "k1", f"failed with {secret}", f"env: {secret}", "log")
-    assert st.read_failures(store, "k1")[0]["error"] == "failed with ***"
-    st.save_checkpoint(store, "k1", 1, b"weights")
-    st.commit_result(store, make_row("k1"))
-    st.commit_curve(store, "k1", [{"step": 1, "top1": 0.1, "loss": 2.0, "lr": 0.1, "seconds": 1.0}])
-    st.write_progress(store, "k1", {"step": 1})
+        records.commit_result(store, make_row("k1", settings_json='{"key": "%s"}' % secret))
+    path = records.record_failure(store, "k1", f"failed with {secret}", f"env: {secret}", "log")
+    assert records.read_failures(store, "k1")[0]["error"] == "failed with ***"
+    records.save_checkpoint(store, "k1", 1, b"weights")
+    records.commit_result(store, make_row("k1"))
+    records.commit_curve(store, "k1", [{"step": 1, "top1": 0.1, "loss": 2.0, "lr": 0.1, "seconds": 1.0}])
+    records.write_progress(store, "k1", {"step": 1})
     assert not store.exists("leak.bin") and store.exists(path)
     values = [os.environ[k].encode() for k in ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
               if os.environ.get(k)]
@@ -315,9 +316,9 @@ def test_local_crashed_commit_leftover_is_invisible(tmp_path):
     """A writer killed between temp write and link leaves a temp file: readers must not see it."""
     import pandas
     store = open_store(str(tmp_path))
-    st.commit_result(store, make_row("k1"))
+    records.commit_result(store, make_row("k1"))
     (tmp_path / "results" / f"{st._TMP_PREFIX}0123-k2.parquet").write_bytes(b"PAR1 half a file")
-    assert st.committed_keys(store) == {"k1"} and store.list("results") == ["results/k1.parquet"]
+    assert records.committed_keys(store) == {"k1"} and store.list("results") == ["results/k1.parquet"]
     assert pandas.read_parquet(store.uri("results"))["key"].tolist() == ["k1"]
 
 

@@ -15,7 +15,8 @@ import pytest
 
 from orchestrator.plan import make_plan
 from orchestrator.spec import load_spec
-from orchestrator.store import open_store, read_results
+from orchestrator.store import open_store
+from orchestrator.records import read_results
 from orchestrator.submit import (DRIVER_ENV, META_SPEC, META_STORE, META_SWEEP, decide, driver_entrypoint,
                                  spec_digest, submission_base)
 from ray_cluster import free_port
@@ -136,7 +137,7 @@ def test_submit_without_the_token_is_refused_in_one_line(ray_head, tmp_path):
 
 
 def test_logs_without_address_prints_recorded_failures(tmp_path):
-    from orchestrator.store import record_failure
+    from orchestrator.records import record_failure
 
     spec_path = tiny_spec(tmp_path, "faillogs")
     store_dir = tmp_path / "store"

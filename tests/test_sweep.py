@@ -10,7 +10,8 @@ import pytest
 
 from orchestrator.plan import make_plan
 from orchestrator.spec import load_spec
-from orchestrator.store import open_store, read_attempts, read_results
+from orchestrator.store import open_store
+from orchestrator.records import read_attempts, read_results
 from sweep_helpers import attempt_count, cli, env_with, result_files, tiny_spec
 
 pytestmark = pytest.mark.integration

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from orchestrator import records
 from orchestrator import store as st
 from workers import data, trial
 from workers import train as training
@@ -109,7 +110,7 @@ def test_base_trial_commits_weights_curve_result_and_reports(tmp_path):
     assert row["top1_final"] == reports[-1]["top1"]
     assert row["top1_paper"] == pytest.approx(sum(sorted(r["top1"] for r in reports)[-3:]) / 3)
     assert row["wall_seconds"] > 0
-    assert st.read_result(store, key)["top1_paper"] == pytest.approx(row["top1_paper"])
+    assert records.read_result(store, key)["top1_paper"] == pytest.approx(row["top1_paper"])
     assert [c[0] for c in _curve(store, key)] == [3, 6, 9, 12, 15]
     assert set(_state(store, key)) == {f"{l}.{p}" for l in ("conv1", "conv2", "conv3", "conv4", "conv5",
                                                               "fc6", "fc7", "fc8") for p in ("weight", "bias")}
@@ -123,7 +124,7 @@ def test_interrupted_and_resumed_equals_uninterrupted_bitwise(tmp_path):
     split = _store(tmp_path, "split")
     with pytest.raises(training.TrainingInterrupted):
         trial.run_trial(SETTINGS, split, stop_after=10)  # checkpoint at 8, steps 9-10 lost
-    assert st.read_result(split, SETTINGS["key"]) is None
+    assert records.read_result(split, SETTINGS["key"]) is None
     reports = []
     resumed = trial.run_trial(SETTINGS, split, report=reports.append)
     assert [r["step"] for r in reports] == [9, 12, 15]  # resumed at the step-8 checkpoint
@@ -143,7 +144,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     blob = bytearray(split.read_bytes(newest))
     blob[len(blob) // 2] ^= 0xFF
     split.write_bytes(newest, bytes(blob))
-    assert st.load_latest_checkpoint(split, key)[0] == 8
+    assert records.load_latest_checkpoint(split, key)[0] == 8
     reports = []
     trial.run_trial(SETTINGS, split, report=reports.append)
     assert [r["step"] for r in reports] == [9, 12, 15]

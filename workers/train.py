@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from orchestrator import store as st
+from orchestrator import records
 
 EVAL_BATCH = 500
 DATA_SEED_OFFSET = 0x9E3779B97F4A7C15  # keeps the data stream distinct from the dropout stream
@@ -161,7 +161,7 @@ def train(model: torch.nn.Module, data, settings: dict, store, *, seed: int,
     torch.manual_seed(seed)
     step, curve, prior_wall, perm = 0, [], 0.0, None
     loss_sum, loss_count = torch.zeros((), dtype=torch.float64, device=device), 0
-    found = st.load_latest_checkpoint(store, key)
+    found = records.load_latest_checkpoint(store, key)
     if found is not None:
         ckpt = torch.load(io.BytesIO(found[1]), map_location="cpu", weights_only=True)
         if ckpt["key"] != key:
@@ -186,8 +186,8 @@ def train(model: torch.nn.Module, data, settings: dict, store, *, seed: int,
                     "optimizer": optimizer.state_dict(), "curve": curve, "wall_seconds": wall(),
                     "rng": _rng_states(device), "data_rng": generator.get_state(), "perm": perm,
                     "loss_sum": float(loss_sum.item()), "loss_count": loss_count}, blob)
-        st.save_checkpoint(store, key, step, blob.getvalue())
-        st.write_progress(store, key, {"step": step, "total_steps": total, "wall_seconds": wall(),
+        records.save_checkpoint(store, key, step, blob.getvalue())
+        records.write_progress(store, key, {"step": step, "total_steps": total, "wall_seconds": wall(),
                                        "top1": curve[-1]["top1"] if curve else None,
                                        "updated_at": datetime.now(timezone.utc).isoformat()})
 

@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from orchestrator import records
 from orchestrator import store as st
 from workers.data import load_half
 from workers.models import build_model
@@ -77,7 +78,7 @@ def run_trial(settings: dict, store: st.Store, report: Callable[[dict], None] | 
     `report` receives metrics after each evaluation; `stop_after` is for tests (see train.train).
     """
     key = settings["key"]
-    existing = st.read_result(store, key)
+    existing = records.read_result(store, key)
     if existing is not None:
         return existing
     _check_treatment(settings)
@@ -93,13 +94,13 @@ def run_trial(settings: dict, store: st.Store, report: Callable[[dict], None] | 
         blob = io.BytesIO()
         torch.save(outcome.state_dict, blob)
         store.commit_bytes(st.base_model_path(key), blob.getvalue())  # before the result: see module doc
-    st.commit_curve(store, key, [{"key": key, **row} for row in outcome.curve])
+    records.commit_curve(store, key, [{"key": key, **row} for row in outcome.curve])
     row = result_row(settings, outcome)
-    committed = st.commit_result(store, row)
+    committed = records.commit_result(store, row)
     for path in store.list(st.checkpoint_prefix(key)):
         store.delete(path)  # the result is final: checkpoints would only cost space (CaffeNet: ~0.5 GB)
     # if another attempt committed first, its row is the answer
-    return row if committed else st.read_result(store, key)
+    return row if committed else records.read_result(store, key)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,253 @@
+"""What the store holds, on top of its byte API: checkpoints with sha256 sidecars, the results and
+curve Parquet rows, progress, and the failure and attempt records of each trial.
+
+Knows neither torch nor ray (callers hand over bytes and dicts). Layout and schema: docs/contracts.md.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import socket
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orchestrator.store import (S3Store, Store, _check_key, _redact, attempts_prefix, checkpoint_prefix,
+                                curve_path,
+                                failures_prefix, progress_path, result_path)
+
+log = logging.getLogger(__name__)
+
+
+# --- checkpoints: bytes + sha256 sidecar ---------------------------------------------------------
+_CKPT_RE = re.compile(r"/step-(\d{9})\.pt$")
+
+
+def checkpoint_path(key: str, step: int) -> str:
+    return f"{checkpoint_prefix(_check_key(key))}/step-{int(step):09d}.pt"
+
+
+def _checkpoint_steps(store: Store, key: str) -> list[int]:
+    """Steps that have a checkpoint file or a sidecar, ascending."""
+    steps = set()
+    for path in store.list(checkpoint_prefix(_check_key(key))):
+        match = _CKPT_RE.search(path.removesuffix(".sha256"))
+        if match:
+            steps.add(int(match.group(1)))
+    return sorted(steps)
+
+
+def save_checkpoint(store: Store, key: str, step: int, data: bytes, keep: int = 2) -> None:
+    """Write step-<step>.pt and its .sha256 sidecar, then delete all but the newest `keep`.
+
+    The sidecar is written last, so a checkpoint without one is incomplete. Pruning keeps this step
+    and the newest keep-1 older ones; newer steps are leftovers of an abandoned attempt (resume
+    chose this older one because they were invalid) and would shadow this one, so they go too.
+    """
+    path = checkpoint_path(key, step)
+    store.write_bytes(path, data)
+    store.write_bytes(path + ".sha256", hashlib.sha256(data).hexdigest().encode())
+    steps = _checkpoint_steps(store, key)
+    older = [s for s in steps if s < step]
+    doomed = older[:max(0, len(older) - max(keep, 1) + 1)] + [s for s in steps if s > step]
+    for old in doomed:
+        store.delete(checkpoint_path(key, old) + ".sha256")  # sidecar first: a half-pruned
+        store.delete(checkpoint_path(key, old))              # checkpoint reads as invalid
+
+
+def load_latest_checkpoint(store: Store, key: str) -> tuple[int, bytes] | None:
+    """Newest checkpoint whose sha256 matches, as (step, bytes); corrupt ones are skipped with a
+    warning (logging) naming the file. None if there is no valid checkpoint."""
+    for step in reversed(_checkpoint_steps(store, key)):
+        path = checkpoint_path(key, step)
+        try:
+            data = store.read_bytes(path)
+        except FileNotFoundError:
+            log.warning("checkpoint %s is missing (only its sidecar exists); trying the previous one",
+                        store.uri(path))
+            continue
+        try:
+            expected = store.read_bytes(path + ".sha256").decode("ascii", "replace").split()
+        except FileNotFoundError:
+            log.warning("checkpoint %s has no sha256 sidecar (incomplete write); trying the previous "
+                        "one", store.uri(path))
+            continue
+        actual = hashlib.sha256(data).hexdigest()
+        if not expected or expected[0].lower() != actual:
+            log.warning("checkpoint %s is corrupt (sha256 %s, expected %s, %d bytes); trying the "
+                        "previous one", store.uri(path), actual[:12],
+                        expected[0][:12] if expected else "nothing", len(data))
+            continue
+        return step, data
+    return None
+
+
+# --- results -------------------------------------------------------------------------------------
+def _field(name: str, type_: pa.DataType, nullable: bool = False) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable)
+
+
+RESULT_SCHEMA = pa.schema([
+    _field("sweep", pa.string()), _field("key", pa.string()), _field("name", pa.string()),
+    _field("dataset", pa.string()), _field("split", pa.string()),
+    _field("source_half", pa.string(), True), _field("target_half", pa.string()),
+    _field("n", pa.int64()), _field("treatment", pa.string()), _field("seed", pa.int64()),
+    _field("base_key", pa.string(), True), _field("top1_final", pa.float64()),
+    _field("top1_paper", pa.float64()), _field("steps", pa.int64()),
+    _field("wall_seconds", pa.float64()), _field("status", pa.string()),
+    _field("error", pa.string(), True), _field("protocol", pa.int64()),
+    _field("finished_at", pa.timestamp("us", tz="UTC")), _field("settings_json", pa.string()),
+])
+
+CURVE_SCHEMA = pa.schema([
+    _field("key", pa.string()), _field("step", pa.int64()), _field("top1", pa.float64(), True),
+    _field("loss", pa.float64(), True), _field("lr", pa.float64(), True),
+    _field("seconds", pa.float64(), True),
+])
+
+
+def _to_table(rows: list[dict], schema: pa.Schema, what: str) -> pa.Table:
+    """Build a table with exactly `schema`'s columns; ValueError names missing/unknown/bad columns."""
+    names = set(schema.names)
+    for row in rows:
+        missing, unknown = sorted(names - set(row)), sorted(set(row) - names)
+        if missing or unknown:
+            raise ValueError(f"{what}: missing columns {missing}, unknown columns {unknown}")
+    columns = []
+    for field in schema:
+        values = [row[field.name] for row in rows]
+        if not field.nullable and any(v is None for v in values):
+            raise ValueError(f"{what}: column {field.name!r} must not be null")
+        if pa.types.is_timestamp(field.type) and any(
+                isinstance(v, dt.datetime) and v.tzinfo is None for v in values):
+            raise ValueError(f"{what}: column {field.name!r} needs a timezone-aware datetime (UTC)")
+        try:
+            columns.append(pa.array(values, type=field.type))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f"{what}: column {field.name!r}: {exc}") from None
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def _read_parquet(data: bytes, schema: pa.Schema) -> pa.Table:
+    table = pq.read_table(pa.BufferReader(data))
+    return table.select(schema.names).cast(schema)
+
+
+def commit_result(store: Store, row: dict) -> bool:
+    """Commit one result row (docs/contracts.md schema) to results/<key>.parquet, create-only.
+    True if this call committed it; False if a row for that key was already there."""
+    table = _to_table([row], RESULT_SCHEMA, "result row")
+    return store.commit_bytes(result_path(_check_key(row["key"])), _parquet_bytes(table))
+
+
+def read_result(store: Store, key: str) -> dict | None:
+    """The committed row for `key`, or None."""
+    try:
+        data = store.read_bytes(result_path(_check_key(key)))
+    except FileNotFoundError:
+        return None
+    return _read_parquet(data, RESULT_SCHEMA).to_pylist()[0]
+
+
+def committed_keys(store: Store) -> set[str]:
+    """Keys that have a committed result (a listing, no file reads)."""
+    return {p[len("results/"):-len(".parquet")] for p in store.list("results")
+            if p.endswith(".parquet") and p.count("/") == 1}
+
+
+def read_results(store: Store, keys: set[str] | None = None):
+    """All committed rows (or those in `keys`) as one pyarrow.Table with the result schema,
+    sorted by key; an empty table with the schema when there are none."""
+    wanted = sorted(committed_keys(store) if keys is None else committed_keys(store) & set(keys))
+    if not wanted:
+        return RESULT_SCHEMA.empty_table()
+    # object stores answer one GET at a time: overlap them (the client is thread-safe)
+    with ThreadPoolExecutor(max_workers=16 if isinstance(store, S3Store) else 1) as pool:
+        blobs = list(pool.map(lambda k: store.read_bytes(result_path(k)), wanted))
+    return pa.concat_tables([_read_parquet(b, RESULT_SCHEMA) for b in blobs])
+
+
+def commit_curve(store: Store, key: str, rows: list[dict]) -> bool:
+    """Commit the evaluation curve (columns key, step, top1, loss, lr, seconds), create-only.
+    Rows may omit `key`; one that names another key is a ValueError."""
+    _check_key(key)
+    full = []
+    for row in rows:
+        if row.get("key", key) != key:
+            raise ValueError(f"curve row for key {row['key']!r} given to commit_curve({key!r})")
+        full.append({**row, "key": key})
+    table = _to_table(full, CURVE_SCHEMA, "curve row")
+    return store.commit_bytes(curve_path(key), _parquet_bytes(table))
+
+
+def read_curve(store: Store, key: str) -> pa.Table | None:
+    """The committed curve of `key` as a table (CURVE_SCHEMA), or None."""
+    try:
+        return _read_parquet(store.read_bytes(curve_path(_check_key(key))), CURVE_SCHEMA)
+    except FileNotFoundError:
+        return None
+
+
+def write_progress(store: Store, key: str, progress: dict) -> None:
+    """Overwrite trials/<key>/progress.json (step, total_steps, updated_at, ...)."""
+    data = json.dumps(progress, sort_keys=True, default=str).encode()
+    store.write_bytes(progress_path(_check_key(key)), data)
+
+
+def read_progress(store: Store, key: str) -> dict | None:
+    """The last progress written for `key`, or None."""
+    try:
+        return json.loads(store.read_bytes(progress_path(_check_key(key))))
+    except FileNotFoundError:
+        return None
+
+
+def _commit_record(store: Store, prefix: str, record: dict) -> str:
+    """Commit a JSON record named <utc time>-<short uuid>.json (names sort oldest first)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    path = f"{prefix}/{now:%Y%m%dT%H%M%S.%fZ}-{uuid.uuid4().hex[:8]}.json"
+    store.commit_bytes(path, json.dumps({**record, "at": now.isoformat()}, sort_keys=True).encode())
+    return path
+
+
+def _read_records(store: Store, prefix: str) -> list[dict]:
+    return [json.loads(store.read_bytes(p)) for p in store.list(prefix) if p.endswith(".json")]
+
+
+def record_failure(store: Store, key: str, error_line: str, traceback_text: str, where: str) -> str:
+    """Write one failure record; returns its path. `where` says where the full log is."""
+    record = {"error": _redact(error_line), "traceback": _redact(traceback_text), "where": where}
+    return _commit_record(store, failures_prefix(_check_key(key)), record)
+
+
+def read_failures(store: Store, key: str) -> list[dict]:
+    """All failure records of `key` (error, traceback, where, at), oldest first."""
+    return _read_records(store, failures_prefix(_check_key(key)))
+
+
+def record_attempt(store: Store, key: str) -> str:
+    """Record that an attempt at `key` starts in this process; returns its path. Fields: at, pid,
+    host, resume_step (the newest checkpoint step present now, 0 if none: where it will resume
+    unless that checkpoint fails verification)."""
+    steps = _checkpoint_steps(store, key)
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "resume_step": steps[-1] if steps else 0}
+    return _commit_record(store, attempts_prefix(_check_key(key)), record)
+
+
+def read_attempts(store: Store, key: str) -> list[dict]:
+    """All attempt records of `key`, oldest first."""
+    return _read_records(store, attempts_prefix(_check_key(key)))
+
