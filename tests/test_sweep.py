@@ -39,6 +39,11 @@ def test_sweep_commits_one_ok_row_per_trial_and_trains_each_base_once(ray_head, 
         assert attempt_count(store, base.key) == 1, base.name
     # users read the results folder directly
     assert pads.dataset(str(store_dir / "results"), format="parquet").count_rows() == len(plan)
+    import duckdb  # the README's DuckDB query, as written there
+    by_treatment = duckdb.sql(f"SELECT treatment, count(*) FROM read_parquet('{store_dir}/results/*.parquet') "
+                              "GROUP BY ALL ORDER BY treatment").fetchall()
+    assert by_treatment == [("base", 3), ("random", 1), ("selffer", 2), ("selffer+", 2), ("transfer", 2),
+                            ("transfer+", 2)]
     frame = pd.read_parquet(store_dir / "results")
     assert len(frame) == len(plan) and frame["top1_paper"].between(0, 1).all()
     names = set(frame["name"])
