@@ -236,9 +236,6 @@ def run_plan(plan: Plan, spec: SweepSpec, store_uri: str, endpoint: Optional[str
     # With a custom searcher Tune keeps one trial pending, so ready trials start one at a time and an
     # autoscaler sees a demand of one (bench/scheduling.py: makespan/lower bound 1.09 -> 1.03).
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(2, min(len(keys - done), 100))))
-    # Tune's per-trial CSV/JSON/TensorBoard loggers duplicate what the store keeps (curves/, results/)
-    # and cost the driver CPU that the trainings share on small machines (bench/overhead.py).
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     callbacks = callbacks or []
     previous = restorable_experiment(spec, store_uri) if restore else None
     if previous:
