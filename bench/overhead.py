@@ -44,6 +44,9 @@ from orchestrator.spec import SweepSpec, load_spec  # noqa: E402
 from orchestrator.records import committed_keys, read_attempts, read_result  # noqa: E402
 from orchestrator.store import open_store  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests"))
+from ray_cluster import pids_using  # noqa: E402  (the test suite's way to find one Ray's processes)
+
 PARALLEL = 2  # trials at once in both arms (the CLI's Ray gets max_concurrent=2)
 
 
@@ -75,7 +78,6 @@ def _pool_trial(settings: dict, store_uri: str) -> tuple[str, float, float]:
 
 def run_bare(plan: Plan, store_uri: str) -> dict:
     """Run `plan` with a pool of PARALLEL fresh processes, dependents released as their base returns."""
-    t0 = time.time()
     waiting = list(plan.trials)
     done: set[str] = set()
     spans = []
@@ -192,22 +194,6 @@ def ray_env(temp_dir: str) -> dict:
     env = {**os.environ, "TRANSFER_SWEEP_RAY_TMP": temp_dir, "RAY_USAGE_STATS_ENABLED": "0",
            "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     return env
-
-
-def pids_using(temp_dir: str) -> list[int]:
-    """PIDs whose command line or environment names `temp_dir`: the Ray this bench started."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
-            environ = Path(f"/proc/{entry}/environ").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if temp_dir in cmdline or f"TRANSFER_SWEEP_RAY_TMP={temp_dir}" in environ:
-            found.append(int(entry))
-    return found
 
 
 def kill_leftovers(temp_dir: str) -> int:

@@ -69,7 +69,8 @@ def start_head(num_cpus: int = 2, env: dict | None = None) -> RayHead:
     return RayHead(f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}", temp_dir, env, proc)
 
 
-def _pids_using(temp_dir: str) -> list[int]:
+def pids_using(temp_dir: str) -> list[int]:
+    """PIDs of this machine's processes that belong to the Ray whose temp dir is `temp_dir`."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -94,7 +95,7 @@ def stop_head(head: RayHead) -> None:
             head.proc.kill()
     deadline = time.time() + 10
     while time.time() < deadline:
-        left = _pids_using(head.temp_dir)
+        left = pids_using(head.temp_dir)
         if not left:
             break
         for pid in left:
