@@ -60,7 +60,3 @@ class SweepProgress:
         self.n_failed += 1
         self.console.print(f"[red]fail[/]  {name:<28} log: {error_file}")
         self._refresh()
-
-    def blocked(self, count: int) -> None:
-        self.n_failed += count
-        self._refresh()

@@ -82,7 +82,7 @@ def _read_json(store: Store, path: str) -> Optional[dict]:
         return None
 
 
-def eta_seconds(plan: Plan, store: Store, states: list[TrialStatus], spec: SweepSpec) -> Optional[float]:
+def eta_seconds(store: Store, states: list[TrialStatus]) -> Optional[float]:
     """Remaining work / parallelism, from the mean wall time of the committed trials."""
     left = sum(s.state in (TrialState.PENDING, TrialState.RUNNING) for s in states)
     if not left:
@@ -108,7 +108,7 @@ def print_status(spec: SweepSpec, plan: Plan, store: Store, console: Console) ->
         table.add_row(treatment, split, *[str(c[s]) for s in TrialState])
     console.print(table)
     total = Counter(s.state for s in states)
-    eta = eta_seconds(plan, store, states, spec)
+    eta = eta_seconds(store, states)
     eta_text = "unknown (nothing finished yet)" if eta is None else f"{eta / 60:.1f} min"
     counts_line = " ".join(f"{s.value} {total[s]}" for s in TrialState) + f"; ETA {eta_text}"
     filled = round(50 * total[TrialState.DONE] / max(1, len(plan)))
