@@ -1,5 +1,10 @@
 """The paper's eight claims, as pure functions of a results table (prepared by orchestrator/stats.py).
 
+Verdicts: 'holds', 'fails', 'confounded' (the rule's outcome cannot be trusted because the study's
+convergence check failed: orchestrator/convergence.py) and 'not identified' (the study lacks the arm
+that would decide it). Claims 1, 2 and 3 compare a low n or a fine-tuned selffer with the base, so an
+under-trained study makes them confounded; claim 5 needs the BnB+ arm, the control for extra training.
+
 Every comparison between treatments uses each trial's accuracy relative to the base of its own target
 task (stats.prepare: delta, drop). "Within noise" comparisons use ``TOL_SIGMAS * noise_sd``; strict
 inequalities of the paper (claims 5-8) are checked on the means with margin 0 and the detail says
@@ -18,11 +23,18 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 import pandas as pd
 
+from orchestrator.convergence import Convergence, check_convergence
 from orchestrator.stats import (
-    NATMAN, RANDOM_SPLIT, Noise, Point, contrast, deciding_point, noise_level, prepare,
+    NATMAN, RANDOM_SPLIT, Noise, Point, contrast, deciding_point, detectable, noise_level, prepare,
     significance)
 
-HOLDS, FAILS, NO_DATA = "holds", "fails", "not enough data"
+HOLDS, FAILS, CONFOUNDED, NOT_IDENTIFIED = "holds", "fails", "confounded", "not identified"
+NO_DATA = NOT_IDENTIFIED  # the study lacks what would decide the claim
+PAPER_BASE_ERROR = 1 - 0.625
+# The paper's effect behind each directional claim, in top-1 points on its 37.5 % error base: claim 2
+# the smaller of the dip's drop (BnB(1) .627 -> BnB(5) .594) and recovery (-> BnB(7) .623); claim 5
+# the smallest AnB+ − BnB+ (n = 4: .640 − .629); claim 6 the same.
+PAPER_EFFECT = {2: 0.029, 5: 0.011, 6: 0.011}
 # Yosinski et al. 2014, top-1 on ImageNet val by n (n = 0: base of the target task); PAPER.md.
 PAPER_REFERENCE = {
     "BnB": (.625, .627, .624, .621, .605, .594, .619, .623),
@@ -38,7 +50,7 @@ PAPER_BASE_SD = 0.0055  # sd of the paper's 8 random-half bases
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim of PAPER.md checked on a sweep: verdict is 'holds', 'fails' or 'not enough data'."""
+    """One claim of the paper checked on a sweep: verdict 'holds', 'fails', 'confounded' or 'not identified'."""
 
     id: int
     title: str
@@ -49,6 +61,8 @@ class Claim:
     dataset: str = ""
     points: tuple = ()                 # a Point (difference with its 95% CI, rule) per compared quantity
     deciding: Optional[Point] = None   # the point with the smallest margin to its rule
+    detectable: float = math.nan       # smallest effect the deciding test finds with 80% power
+    paper_effect: float = math.nan     # the paper's effect scaled to this study's base error rate
 
     @property
     def ci_low(self) -> float:
@@ -64,6 +78,23 @@ class Claim:
     def k(self) -> int:
         """Replicates behind the deciding difference (pairs, or the smallest group for Welch)."""
         return self.deciding.diff.k if self.deciding else 0
+
+    @property
+    def powered(self) -> Optional[bool]:
+        """Whether the study could detect the paper's (scaled) effect with 80% power; None if unknown."""
+        if self.detectable != self.detectable or self.paper_effect != self.paper_effect:
+            return None
+        return self.detectable <= self.paper_effect
+
+    def power_text(self) -> str:
+        """'detectable ≥ +0.0040 (80% power); the paper's effect scaled here +0.0068: powered' or ''."""
+        if self.detectable != self.detectable:
+            return ""
+        text = f"smallest detectable effect {self.detectable:+.4f} (80% power, 95% test)"
+        if self.paper_effect == self.paper_effect:
+            text += (f"; the paper's effect scaled to this error rate {self.paper_effect:+.4f}: "
+                     + ("the study had the power to see it" if self.powered else "the study could not see it"))
+        return text
 
     @property
     def significant(self) -> Optional[bool]:
@@ -105,11 +136,33 @@ def _ci_text(points: tuple, deciding: Optional[Point]) -> str:
             f"{deciding.margin.text(size=False)}, {significance(deciding)}")
 
 
-def _claim(cid, title, verdict, detail, numbers, tol, points=()) -> Claim:
+def _claim(cid, title, verdict, detail, numbers, tol, points=(), deciding=None, paper_effect=math.nan,
+           power=None) -> Claim:
+    """A Claim with its deciding point (the smallest margin unless given) and the power of its test
+    (`power`: the interval whose detectable effect is reported; the deciding point's by default)."""
     points = tuple(points)
-    deciding = deciding_point(points)
-    return Claim(cid, title, verdict, detail + _ci_text(points, deciding),
-                 {k: float(v) for k, v in numbers.items()}, float(tol), points=points, deciding=deciding)
+    deciding = deciding or deciding_point(points)
+    power = power if power is not None else (deciding.diff if deciding else None)
+    claim = Claim(cid, title, verdict, detail + _ci_text(points, deciding),
+                  {k: float(v) for k, v in numbers.items()}, float(tol), points=points, deciding=deciding,
+                  detectable=detectable(power) if power is not None else math.nan, paper_effect=paper_effect)
+    tail = claim.power_text() if verdict != HOLDS else ""
+    return replace(claim, detail=claim.detail + (f"; {tail}" if tail else ""))
+
+
+def _confound(claim: Claim, conv: Convergence, also_fails: bool = True) -> Claim:
+    """The claim marked confounded when the convergence check failed (its rule's outcome kept in the detail)."""
+    if not conv.confounding or claim.verdict == NOT_IDENTIFIED or (claim.verdict == FAILS and not also_fails):
+        return claim
+    return replace(claim, verdict=CONFOUNDED,
+                   detail=f"the rule alone gives '{claim.verdict}', but the convergence check failed "
+                          f"({'; '.join(conv.problems)}): {claim.detail}")
+
+
+def _scaled(p: pd.DataFrame, effect: float) -> float:
+    """The paper's effect scaled from its 37.5 % error base to this study's random-split base error."""
+    bases = p[(p.treatment == "base") & (p.family == RANDOM_SPLIT)]["value"]
+    return effect * (1.0 - float(bases.mean())) / PAPER_BASE_ERROR if len(bases) else math.nan
 
 
 def _no_data(cid, title, why, tol=0.0) -> Claim:
@@ -132,8 +185,9 @@ def _relative_tol(p: pd.DataFrame, noise: Noise) -> float:
 
 
 # ---------------------------------------------------------------- the claims
-def claim_general(p: pd.DataFrame, noise: Noise) -> Claim:
-    """1. AnB and BnB within noise of base at n = 1, 2: |mean delta| <= tol at each point present."""
+def claim_general(p: pd.DataFrame, noise: Noise, conv: Convergence) -> Claim:
+    """1. AnB and BnB within noise of base at n = 1, 2: |mean delta| <= tol at each point present; judged
+    only on converged networks (confounded when the convergence check failed)."""
     title = "Low layers are general: AnB, BnB within noise of base at n = 1, 2"
     nums, points = {}, []
     for treatment, label in (("transfer", "AnB"), ("selffer", "BnB")):
@@ -147,13 +201,17 @@ def claim_general(p: pd.DataFrame, noise: Noise) -> Claim:
     absent = [f"{t}({n})" for t in ("AnB", "BnB") for n in (1, 2) if f"{t}({n})-base" not in nums]
     detail = (f"rule |x − base| ≤ {noise.tol:.4f}; " + ", ".join(f"{k} = {_f(v)}" for k, v in nums.items())
               + (f"; outside: {', '.join(bad)}" if bad else "") + (f"; absent: {', '.join(absent)}" if absent else ""))
-    return _claim(1, title, FAILS if bad else HOLDS, detail, nums, noise.tol, points)
+    return _confound(_claim(1, title, FAILS if bad else HOLDS, detail, nums, noise.tol, points), conv)
 
 
-def claim_dip(p: pd.DataFrame, noise: Noise) -> Claim:
-    """2. BnB has an interior minimum: min over lo<n<hi of BnB is below BnB(lo) - tol and BnB(hi) - tol.
+def claim_dip(p: pd.DataFrame, noise: Noise, conv: Convergence) -> Claim:
+    """2. BnB has an interior minimum: at the n (strictly between the smallest and largest n present) where
+    the mean of BnB is lowest, the drop BnB(lo) − BnB(n_min) and the recovery BnB(hi) − BnB(n_min) both
+    have 95% lower bounds above 0 (paired over units). When it fails, the detail gives the smallest dip the
+    study could detect and the paper's dip scaled to this error rate. Confounded when not converged:
+    extra training of the low-n selffers makes a monotone decline that hides a small dip.
 
-    lo and hi are the smallest and largest n present (1 and 7 in a full sweep).
+    n_min is chosen from the same means that are tested, so each bound is conditional on that choice.
     """
     title = "Co-adaptation dip: BnB has an interior minimum and recovers at the top"
     rows = _rows(p, "selffer")
@@ -164,19 +222,25 @@ def claim_dip(p: pd.DataFrame, noise: Noise) -> Claim:
     lo, hi = ns[0], ns[-1]
     n_min = min(ns[1:-1], key=lambda n: by_n[n])
     m = by_n[n_min]
+    drop, recovery = (Point(f"BnB({end}) − BnB({n_min})",
+                            contrast([(1, _at(rows, end)), (-1, _at(rows, n_min))], "pdelta"), ">")
+                      for end in (lo, hi))
     nums = {f"BnB({lo})-base": by_n[lo], f"BnB({n_min})-base": m, f"BnB({hi})-base": by_n[hi],
-            "dip_from_low": by_n[lo] - m, "recovery_to_top": by_n[hi] - m, "n_min": n_min}
-    ok = m < by_n[lo] - noise.tol and m < by_n[hi] - noise.tol
-    detail = (f"interior minimum at n = {n_min}; rule: BnB({n_min}) < BnB({lo}) − tol and < BnB({hi}) − tol "
-              f"with tol {noise.tol:.4f}; dip below n={lo}: {_f(by_n[lo] - m)}, recovery to n={hi}: "
-              f"{_f(by_n[hi] - m)}")
-    points = [Point(f"BnB({end}) − BnB({n_min})", contrast([(1, _at(rows, end)), (-1, _at(rows, n_min))],
-                                                            "pdelta"), ">", noise.tol) for end in (lo, hi)]
-    return _claim(2, title, HOLDS if ok else FAILS, detail, nums, noise.tol, points)
+            "dip_from_low": drop.diff.mean, "recovery_to_top": recovery.diff.mean, "n_min": n_min}
+    ok = drop.diff.low > 0 and recovery.diff.low > 0
+    weakest = min((drop, recovery), key=lambda pt: pt.diff.low if pt.diff.has_ci else -math.inf)
+    # the dip is seen only if both sides are: the power is that of the weaker (noisier) side
+    power = max((drop, recovery), key=lambda pt: detectable(pt.diff) if pt.diff.has_ci else math.inf).diff
+    detail = (f"interior minimum of the BnB means at n = {n_min}; rule: the 95% lower bounds of the drop "
+              f"BnB({lo}) − BnB({n_min}) ({drop.diff.text()}) and of the recovery BnB({hi}) − BnB({n_min}) "
+              f"({recovery.diff.text()}) are both above 0")
+    return _confound(_claim(2, title, HOLDS if ok else FAILS, detail, nums, 0.0, (drop, recovery),
+                            deciding=weakest, paper_effect=_scaled(p, PAPER_EFFECT[2]), power=power), conv)
 
 
-def claim_finetune(p: pd.DataFrame, noise: Noise) -> Claim:
-    """3. BnB+ >= base - tol at every n present."""
+def claim_finetune(p: pd.DataFrame, noise: Noise, conv: Convergence) -> Claim:
+    """3. BnB+ >= base - tol at every n present; a pass is confounded when the study is under-trained
+    (BnB+ then gains from extra training)."""
     title = "Fine-tuning removes the dip: BnB+ ≥ base at every n"
     rows = _rows(p, "selffer+")
     by_n = _by_n(rows)
@@ -188,10 +252,11 @@ def claim_finetune(p: pd.DataFrame, noise: Noise) -> Claim:
     detail = (f"rule BnB+(n) − base ≥ −{noise.tol:.4f} at n = {', '.join(map(str, sorted(by_n)))}; "
               f"lowest at n = {worst}: {_f(by_n[worst])}")
     points = [_vs_base(_at(rows, n), f"BnB+({n})", "≥", -noise.tol) for n in sorted(by_n)]
-    return _claim(3, title, HOLDS if ok else FAILS, detail, nums, noise.tol, points)
+    return _confound(_claim(3, title, HOLDS if ok else FAILS, detail, nums, noise.tol, points), conv,
+                     also_fails=False)
 
 
-def claim_specificity(p: pd.DataFrame, noise: Noise) -> Claim:
+def claim_specificity(p: pd.DataFrame, noise: Noise, conv: Convergence) -> Claim:
     """4. For n >= 3: AnB <= BnB + tol; gap BnB - AnB grows (least-squares slope > 0 and gap at the
     largest n >= gap at the smallest n >= 3); AnB at its largest n is its lowest point (over all n)."""
     title = "Specificity: AnB ≤ BnB for n ≥ 3, gap growing with n, AnB lowest at the top"
@@ -237,31 +302,56 @@ def _specificity_points(anb_rows, bnb_rows, ns, anb, tol) -> list[Point]:
     return points
 
 
-def claim_boost(p: pd.DataFrame, noise: Noise) -> Claim:
-    """5. AnB+ > base of the same target at every n (mean of delta > 0, margin 0)."""
-    title = "Generalisation boost: AnB+ > base of the same target at every n"
+def _plus_pairs(p: pd.DataFrame):
+    """AnB+ and BnB+ rows restricted to the (split, target half, n) that hold both, and those keys."""
+    keys = ["split", "target_half", "n"]
+    a_rows, b_rows = _rows(p, "transfer+"), _rows(p, "selffer+")
+    both = (a_rows.groupby(keys)["value"].mean() - b_rows.groupby(keys)["value"].mean()).dropna()
+    paired = set(both.index)
+
+    def within(rows):
+        keep = [(s, t, m) in paired for s, t, m in zip(rows.split, rows.target_half, rows.n)]
+        return rows[np.asarray(keep, dtype=bool)]
+    return within(a_rows), within(b_rows), both
+
+
+def claim_boost(p: pd.DataFrame, noise: Noise, conv: Convergence) -> Claim:
+    """5. Generalisation boost: AnB+ > base of the same target at every n, AND AnB+ > BnB+ in the same
+    target half at every n (strict, on the means). Only the second comparison separates the transferred
+    features from extra training: without BnB+ beside AnB+ the claim is not identified."""
+    title = "Generalisation boost: AnB+ > base and AnB+ > BnB+ (same target) at every n"
     rows = _rows(p, "transfer+")
     by_n = _by_n(rows)
     if not by_n:
         return _no_data(5, title, "needs random-split AnB+ with a base")
+    a_pair, b_pair, both = _plus_pairs(p)
+    vs_base = [_vs_base(_at(rows, n), f"AnB+({n})", ">") for n in sorted(by_n)]
     nums = {f"AnB+({n})-base": v for n, v in sorted(by_n.items())}
-    ok = all(v > 0 for v in by_n.values())
-    detail = ("rule AnB+(n) − base > 0 (strict, margin 0): " + ", ".join(f"n={n}: {_f(v)}" for n, v in
-                                                                         sorted(by_n.items()))
-              + _noise_note(by_n.values(), noise.tol))
-    points = [_vs_base(_at(rows, n), f"AnB+({n})", ">") for n in sorted(by_n)]
-    return _claim(5, title, HOLDS if ok else FAILS, detail, nums, 0.0, points)
+    base_text = "AnB+(n) − base: " + ", ".join(f"n={n}: {_f(v)}" for n, v in sorted(by_n.items()))
+    if both.empty:
+        return _claim(5, title, NOT_IDENTIFIED, "AnB+ > base alone cannot separate transferred features from "
+                      "extra training, and the study has no BnB+ in the same split and target half as its "
+                      f"AnB+ (the control); {base_text}", nums, 0.0, vs_base,
+                      paper_effect=_scaled(p, PAPER_EFFECT[5]))
+    vs_plus = [Point(f"AnB+({n}) − BnB+({n})", contrast([(1, _at(a_pair, n)), (-1, _at(b_pair, n))], "pdelta"), ">")
+               for n in sorted(both.index.get_level_values("n").unique())]
+    nums.update({pt.label.replace(" − ", "-"): pt.diff.mean for pt in vs_plus})
+    over_base = all(v > 0 for v in by_n.values())
+    over_plus = all(pt.diff.mean > 0 for pt in vs_plus)
+    why = "" if over_base and over_plus else (
+        "; AnB+ above base but not above BnB+: extra training explains the gain" if over_base else
+        "; AnB+ not above base at every n")
+    detail = (f"rule AnB+(n) − base > 0 and AnB+(n) − BnB+(n) > 0 (same target, strict, margin 0); {base_text}; "
+              "AnB+(n) − BnB+(n): " + ", ".join(f"n={pt.label[5]}: {_f(pt.diff.mean)}" for pt in vs_plus) + why)
+    return _claim(5, title, HOLDS if over_base and over_plus else FAILS, detail, nums, 0.0, vs_base + vs_plus,
+                  paper_effect=_scaled(p, PAPER_EFFECT[5]))
 
 
-def claim_plus_order(p: pd.DataFrame, noise: Noise) -> Claim:
+def claim_plus_order(p: pd.DataFrame, noise: Noise, conv: Convergence) -> Claim:
     """6. AnB+ > BnB+ with both trained into the same target task: per (split, target, n) difference of
     means, averaged over targets; > 0 at every n that has a pair."""
     title = "AnB+ > BnB+ in the same target half"
-    keys = ["split", "target_half", "n"]
-    a_rows, b_rows = _rows(p, "transfer+"), _rows(p, "selffer+")
-    a = a_rows.groupby(keys)["value"].mean()
-    b = b_rows.groupby(keys)["value"].mean()
-    both = (a - b).dropna()
+    a_pair, b_pair, both = _plus_pairs(p)
     if both.empty:
         return _no_data(6, title, "needs AnB+ and BnB+ in the same split and target half")
     by_n = both.groupby(level="n").mean()
@@ -271,20 +361,16 @@ def claim_plus_order(p: pd.DataFrame, noise: Noise) -> Claim:
     detail = ("rule mean over target tasks of AnB+ − BnB+ > 0 (strict, margin 0): "
               + ", ".join(f"n={n}: {_f(v)} ({pairs[n]} task(s))" for n, v in by_n.items())
               + _noise_note(by_n.to_numpy(), noise.tol))
-    paired = set(both.index)  # only the (split, target, n) that hold both, as the verdict
-
-    def within(rows, n):
-        keep = [(s, t, m) in paired and m == n for s, t, m in zip(rows.split, rows.target_half, rows.n)]
-        return rows[np.asarray(keep, dtype=bool)]
-    points = [Point(f"AnB+({n}) − BnB+({n})", contrast([(1, within(a_rows, n)), (-1, within(b_rows, n))],
-                                                       "pdelta"), ">") for n in by_n.index]
-    return _claim(6, title, HOLDS if ok else FAILS, detail, nums, 0.0, points)
+    points = [Point(f"AnB+({n}) − BnB+({n})", contrast([(1, _at(a_pair, n)), (-1, _at(b_pair, n))], "pdelta"), ">")
+              for n in by_n.index]
+    return _claim(6, title, HOLDS if ok else FAILS, detail, nums, 0.0, points,
+                  paper_effect=_scaled(p, PAPER_EFFECT[6]))
 
 
 NATMAN_DIRECTIONS = {"B": "natural←man-made", "A": "man-made←natural"}
 
 
-def claim_distance(p: pd.DataFrame, noise: Noise) -> Claim:
+def claim_distance(p: pd.DataFrame, noise: Noise, conv: Convergence) -> Claim:
     """7. For n >= 3: relative drop of AnB on man-made/natural (each direction present) > relative drop of
     AnB on the random halves."""
     title = "Task distance: man-made/natural drop > random-split drop for n ≥ 3"
@@ -312,7 +398,7 @@ def claim_distance(p: pd.DataFrame, noise: Noise) -> Claim:
     return _claim(7, title, FAILS if bad else HOLDS, detail, nums, 0.0, points)
 
 
-def claim_random(p: pd.DataFrame, noise: Noise) -> Claim:
+def claim_random(p: pd.DataFrame, noise: Noise, conv: Convergence) -> Claim:
     """8. Random frozen layers do worse than transferred ones at every n present in both: relative drop of
     'random' (own base, any split) > relative drop of random-split AnB; absolute top-1 when a base lacks."""
     title = "Random frozen layers do worse than transferred ones at every n"
@@ -344,13 +430,34 @@ def claim_random(p: pd.DataFrame, noise: Noise) -> Claim:
     return _claim(8, title, FAILS if bad else HOLDS, detail, nums, 0.0, points)
 
 
-CLAIM_CHECKS: tuple[Callable[[pd.DataFrame, Noise], Claim], ...] = (
+CLAIM_CHECKS: tuple[Callable[[pd.DataFrame, Noise, Convergence], Claim], ...] = (
     claim_general, claim_dip, claim_finetune, claim_specificity, claim_boost, claim_plus_order,
     claim_distance, claim_random)
 
 
-def check_claims(results: pd.DataFrame, metric: str = "top1_paper", dataset: str = "") -> list[Claim]:
-    """All eight claims on one dataset's results (raw result rows; prepared here)."""
+def check_claims(results: pd.DataFrame, metric: str = "top1_paper", dataset: str = "",
+                 curves: Optional[pd.DataFrame] = None) -> list[Claim]:
+    """All eight claims on one dataset's results (raw result rows; prepared here). `curves` (curve rows
+    with key, step, top1) lets the convergence check measure the bases' plateaus."""
+    p, _ = _one_dataset(results, metric, dataset)
+    return judge(p, check_convergence(p, curves), dataset or (str(p["dataset"].iloc[0]) if len(p) else ""))
+
+
+def check_study(results: pd.DataFrame, metric: str = "top1_paper", dataset: str = "",
+                curves: Optional[pd.DataFrame] = None) -> tuple[Convergence, list[Claim]]:
+    """The convergence check and the eight claims of one dataset's results."""
+    p, dataset = _one_dataset(results, metric, dataset)
+    conv = check_convergence(p, curves)
+    return conv, judge(p, conv, dataset)
+
+
+def judge(p: pd.DataFrame, conv: Convergence, dataset: str) -> list[Claim]:
+    """The eight claims on a prepared one-dataset table, given its convergence check."""
+    noise = noise_level(p)
+    return [replace(check(p, noise, conv), dataset=dataset) for check in CLAIM_CHECKS]
+
+
+def _one_dataset(results: pd.DataFrame, metric: str, dataset: str) -> tuple[pd.DataFrame, str]:
     p = prepare(results, metric)
     if not dataset and p["dataset"].nunique() > 1:
         raise ValueError(f"results hold datasets {sorted(p['dataset'].unique())}: pass dataset=")
@@ -358,9 +465,7 @@ def check_claims(results: pd.DataFrame, metric: str = "top1_paper", dataset: str
         p = p[p.dataset == dataset]
     elif len(p):
         dataset = str(p["dataset"].iloc[0])
-    noise = noise_level(p)
-    claims = [check(p, noise) for check in CLAIM_CHECKS]
-    return [replace(c, dataset=dataset) for c in claims]
+    return p, dataset
 
 
 # (split, target_half, source_half, treatment) of each reference column; random halves are expanded below.

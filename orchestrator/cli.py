@@ -67,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the spec's store)")
         sp.add_argument("--endpoint", help="S3 endpoint URL (default: AWS_ENDPOINT_URL)")
 
-    sp = sub.add_parser("plan", help="expand a spec and print the trial counts")
+    sp = sub.add_parser("plan", help="expand a spec and print the trial counts and the estimated CPU time")
     spec_args(sp)
+    store_arg(sp)
     sp.add_argument("--format", choices=("table", "json"), default="table")
     sp.set_defaults(func=cmd_plan)
 
@@ -142,10 +143,31 @@ def _record_spec(spec: SweepSpec, store) -> None:
 
 
 # --- commands ------------------------------------------------------------------------------------
+def plan_estimate(spec: SweepSpec, plan: Plan):
+    """The plan's cost on this machine: committed trials of a local store count as done and calibrate
+    the per-step costs; a remote store is not contacted (planning stays offline)."""
+    from orchestrator.estimate import estimate
+    from orchestrator.records import read_results
+    rows: list[dict] = []
+    if "://" not in spec.store and Path(spec.store, "results").is_dir():
+        table = read_results(open_store(spec.store))
+        rows = table.to_pylist() if table is not None else []
+    slots = max(1, int((os.cpu_count() or 1) // max(1.0, spec.resources.cpus)))
+    if spec.max_concurrent:
+        slots = min(slots, spec.max_concurrent)
+    return estimate(plan, {r["key"] for r in rows}, slots, rows)
+
+
 def cmd_plan(args) -> int:
-    plan = make_plan(_load(args))
+    spec = _load(args)
+    plan = make_plan(spec)
     c = counts(plan)
+    cost = plan_estimate(spec, plan)
     if args.format == "json":
+        c["estimate"] = {"trials_to_run": cost.trials, "committed": cost.committed,
+                         "cpu_seconds": None if cost.note else round(cost.cpu_seconds, 1),
+                         "wall_seconds": None if cost.note else round(cost.wall_seconds, 1),
+                         "slots": cost.slots, "calibration": round(cost.calibration, 3), "note": cost.note}
         print(json.dumps(c, indent=2))
         return 0
     console = Console()
@@ -161,6 +183,7 @@ def cmd_plan(args) -> int:
         table.add_row(treatment, *[str(x) if treatment != "base" else "-" for x in per_n], str(total))
     console.print(table)
     console.print("by split: " + ", ".join(f"{k} {v}" for k, v in c["by_split"].items()))
+    console.print(cost.text(), soft_wrap=True, markup=False)
     return 0
 
 
@@ -227,6 +250,19 @@ def cmd_status(args) -> int:
     return code
 
 
+def base_curves(store, results):
+    """The learning curves (key, step, top1, ...) of the bases among the results, as one Arrow table
+    (None when there is none)."""
+    import pyarrow as pa
+
+    from orchestrator.records import read_curve
+    if results.empty or "treatment" not in results.columns:
+        return None
+    tables = [t for key in results.loc[results.treatment == "base", "key"]
+              if (t := read_curve(store, str(key))) is not None]
+    return pa.concat_tables(tables) if tables else None
+
+
 def cmd_report(args) -> int:
     import pandas as pd
     import pyarrow.parquet as pq
@@ -245,11 +281,18 @@ def cmd_report(args) -> int:
     out = Path(args.out) if args.out else (
         Path(store.uri(f"{sweep_prefix(spec.name)}/report")) if "://" not in spec.store
         else Path(f"report-{spec.name}"))
-    info = write_report(results, out, planned=planned, title=f"sweep {spec.name} ({spec.dataset})")
-    # the sweep's rows in one file, to share or commit beside the figures
+    curves = base_curves(store, results)
+    info = write_report(results, out, planned=planned, title=f"sweep {spec.name} ({spec.dataset})",
+                        metric=args.metric, curves=curves.to_pandas() if curves is not None else None)
+    # the sweep's rows in one file, to share or commit beside the figures; the bases' curves let a
+    # reader recompute the convergence check
     pq.write_table(table, out / "results.parquet")
+    written = [out / "results.parquet"]
+    if curves is not None:
+        pq.write_table(curves, out / "base_curves.parquet")
+        written.append(out / "base_curves.parquet")
     console = Console()
-    for f in [*info["files"], out / "results.parquet"]:
+    for f in [*info["files"], *written]:
         console.print(f"wrote {f}")
     for claim in info["claims"]:
         print(f"claim {claim.id}: {claim.verdict:<16} {claim.title}")

@@ -20,7 +20,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from orchestrator.claims import (  # noqa: E402
-    NATMAN_DIRECTIONS, PAPER_BASE_SD, PAPER_REFERENCE, Claim, check_claims, paper_results)
+    NATMAN_DIRECTIONS, PAPER_BASE_SD, PAPER_REFERENCE, Claim, check_claims, check_study, paper_results)
+from orchestrator.convergence import convergence_md  # noqa: E402
 from orchestrator.stats import (  # noqa: E402
     ALL, CI_METHOD, CONTRAST_METHOD, NATMAN, RANDOM_SPLIT, REQUIRED, describe, noise_level, prepare,
     significance)
@@ -328,15 +329,23 @@ def _key_cells(c: Claim) -> str:
     return f"{d.label}: {d.diff.text()} | {d.margin.text(size=False)} ({rule}): {significance(d)}"
 
 
+def _power_cell(c: Claim) -> str:
+    if c.detectable != c.detectable:
+        return "—"
+    if c.paper_effect != c.paper_effect:
+        return f"{c.detectable:+.4f} / —"
+    return f"{c.detectable:+.4f} / {c.paper_effect:+.4f}: {'powered' if c.powered else '**underpowered**'}"
+
+
 def claims_md(claims: list[Claim], noise_text: str) -> str:
     """Markdown: the claims table (verdict, deciding point with its 95% CI and margin, deciding numbers,
     tolerance) and one detail line each, with every point's CI."""
     lines = [noise_text, "", CONTRAST_METHOD, "",
-             "| # | claim | verdict | key difference, 95% CI | margin to the rule, 95% CI | deciding numbers "
-             "| tolerance |", "|---|---|---|---|---|---|---|"]
+             "| # | claim | verdict | key difference, 95% CI | margin to the rule, 95% CI | power: detectable "
+             "effect / paper's effect scaled | deciding numbers | tolerance |", "|---|---|---|---|---|---|---|---|"]
     for c in claims:
         nums = "; ".join(f"{k} = {_number(k, v)}" for k, v in c.numbers.items()) or "—"
-        lines.append(f"| {c.id} | {c.title} | **{c.verdict}** | {_key_cells(c)} | {nums} | "
+        lines.append(f"| {c.id} | {c.title} | **{c.verdict}** | {_key_cells(c)} | {_power_cell(c)} | {nums} | "
                      f"{c.tolerance:.4f} |")
     lines += [""] + [f"{c.id}. **{c.verdict}**: {c.detail}" for c in claims]
     return "\n".join(lines)
@@ -354,14 +363,16 @@ def _slug(text: str) -> str:
 
 
 def write_report(results: pd.DataFrame, out_dir: Union[str, Path], planned: Optional[pd.DataFrame] = None,
-                 title: str = "", metric: str = "top1_paper") -> dict:
+                 title: str = "", metric: str = "top1_paper", curves: Optional[pd.DataFrame] = None) -> dict:
     """Write transfer.png, distance.png (when data exists) and report.md into out_dir.
 
     results: result rows (docs/contracts.md); rows whose status is not 'ok' are ignored, and when
     `planned` is given, so are rows whose key is not planned. planned: the plan's trials (key, name,
     dataset, split, source_half, target_half, n, treatment, seed); those without a result are listed
     under 'Missing'. Several datasets give one section and one pair of figures (-<dataset>) each.
-    Returns {'files': [paths written], 'claims': [Claim, ...], 'missing': [missing keys]}.
+    curves: the bases' learning curves (key, step, top1), for the convergence check's plateaus.
+    Returns {'files': [paths written], 'claims': [Claim, ...], 'convergence': {dataset: Convergence},
+    'missing': [missing keys]}.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -378,24 +389,28 @@ def write_report(results: pd.DataFrame, out_dir: Union[str, Path], planned: Opti
         results = results[~outside]
     prepared = prepare(results, metric)
     summary = summarize(results, metric)
-    files, all_claims = [], []
+    files, all_claims, convergence = [], [], {}
     md = [f"# {title}", "",
           f"Metric: `{metric}`: {metric_label(results, metric)}. {len(prepared)} ok trial(s)"
           + (": " + ", ".join(f"{t} {c}" for t, c in prepared['treatment'].value_counts().items())
              if len(prepared) else "") + ".",
           "Random-split results are pooled over splits, directions and seeds (each point one trial); "
           "man-made/natural keeps its two directions; the random-weights control has its own base.",
-          f"Self-check of the claim definitions: the paper's own table (PAPER.md) gives "
+          f"Self-check of the claim definitions: the paper's own table gives "
           f"{_verdict_counts(check_claims(paper_results()))}.",
           *notes, ""]
     datasets = sorted(prepared["dataset"].unique())
     for ds in datasets:
         p, s = prepared[prepared.dataset == ds], summary[summary.dataset == ds]
         suffix = "" if len(datasets) == 1 else f"-{_slug(ds)}"
-        claims = check_claims(results, metric, dataset=ds)
+        conv, claims = check_study(results, metric, dataset=ds, curves=curves)
         all_claims += claims
+        convergence[ds] = conv
+        if conv.confounding:
+            md.insert(2, f"> {'`' + ds + '`: ' if len(datasets) > 1 else ''}{conv.headline()}\n")
         noise = noise_level(p)
-        md += [f"## Dataset `{ds}`", "", "### Claims of PAPER.md", "",
+        md += [f"## Dataset `{ds}`", "", "### Convergence", "", convergence_md(conv),
+               "### The paper's claims", "",
                claims_md(claims, f"Noise: base sd = {noise.sd:.4f} ({noise.source}) → tolerance "
                                  f"{noise.tol:.4f}. Comparisons pair every trial with the base of its "
                                  "own target task."), "",
@@ -432,4 +447,4 @@ def write_report(results: pd.DataFrame, out_dir: Union[str, Path], planned: Opti
     report = out / "report.md"
     report.write_text("\n".join(md))
     files.append(str(report))
-    return {"files": files, "claims": all_claims, "missing": missing_keys}
+    return {"files": files, "claims": all_claims, "convergence": convergence, "missing": missing_keys}

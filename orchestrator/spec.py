@@ -19,10 +19,11 @@ LAYERS = tuple(range(1, 8))
 SPLIT_PATTERN = re.compile(r"^(random:\d+|natman|all)$")
 SPLIT_HELP = "random:<seed>, natman, all"
 
-# What the orchestrator must know about a dataset without touching its data.
+# What the orchestrator must know about a dataset without touching its data (images per class are what
+# cost estimates need; ImageNet's train count per class is its average).
 DATASETS: dict[str, dict[str, Any]] = {
-    "fashion-animals": {"num_classes": 20, "arch": "small"},
-    "imagenet": {"num_classes": 1000, "arch": "caffenet"},
+    "fashion-animals": {"num_classes": 20, "arch": "small", "train_per_class": 800, "test_per_class": 200},
+    "imagenet": {"num_classes": 1000, "arch": "caffenet", "train_per_class": 1281, "test_per_class": 50},
 }
 
 Treatment = Literal["base", "selffer", "selffer+", "transfer", "transfer+", "random"]

@@ -10,12 +10,17 @@ Noise: the spread of base replicates (pooled within a target task when some task
 seeds, else across the random-split bases as the paper computes its sd 0.0055, else the fixed
 ``FALLBACK_NOISE_SD``); the claims' tolerance is ``TOL_SIGMAS`` times it.
 
-Confidence intervals: a *replicate* is one (split, target half, seed): the trials of different
-treatments that share it were trained into the same target task with the same replicate seed, and each
-is paired with the base of that target and seed (pbase, pdelta, pdrop). A difference of treatments is
-computed per replicate when at least two replicates hold every term (paired); otherwise (different
-splits, as man-made/natural against the random halves) from the group means with the Welch–Satterthwaite
-standard error and degrees of freedom.
+Confidence intervals: a *replicate* is one (split, seed). The two directions of a random split with
+one seed share their two bases crosswise (AnB->B copies baseA, BnA->A copies baseB), so they are not
+independent: a contrast is first computed per cell (split, target half, seed), on the cells that hold
+every term, each trial paired with the base of its own target and seed (pbase, pdelta, pdrop); the cells
+of a replicate are averaged; the CI is a Student t interval over replicates. Replicates of different
+random splits sit in one sample, so split-to-split variance enters the CI. When fewer than two
+replicates hold every term (different splits, as man-made/natural against the random halves), the
+difference of the terms' replicate means gets the Welch–Satterthwaite CI.
+
+Power: `detectable(interval)` is the smallest true effect the interval's test would find (95 % CI
+excluding 0) with 80 % probability: (t(0.975, df) + t(0.80, df)) x standard error.
 """
 from __future__ import annotations
 
@@ -39,18 +44,27 @@ _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
          10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110,
          18: 2.101, 19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060,
          26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+# One-sided 80% Student t quantiles t(0.80, df), for the power of a 95% test.
+_T80 = {1: 1.376, 2: 1.061, 3: 0.978, 4: 0.941, 5: 0.920, 6: 0.906, 7: 0.896, 8: 0.889, 9: 0.883,
+        10: 0.879, 11: 0.876, 12: 0.873, 13: 0.870, 14: 0.868, 15: 0.866, 16: 0.865, 17: 0.863,
+        18: 0.862, 19: 0.861, 20: 0.860, 25: 0.856, 30: 0.854, 40: 0.851, 60: 0.848, 120: 0.845}
 CI_METHOD = ("95% CI = mean ± t·sd/√k with t = t(0.975, k−1) from a built-in Student-t table "
              "(k−1 > 30 uses the next smaller tabulated df, k−1 > 120 the normal 1.96); none for k = 1")
 CONTRAST_METHOD = (
-    "CIs of the claims (95%, Student t from a built-in table): a replicate is one (split, target half, seed) and each "
-    "trial is paired with the base of the same target and seed (the target's base mean when that seed has "
-    "no base). Differences of treatments are taken per replicate when at least 2 replicates hold every "
-    "term ('k=6': 6 paired differences); otherwise (different splits) from the group means with the Welch "
-    "standard error and Welch–Satterthwaite df, rounded down ('k=3 vs 6, Welch'). The margin is the "
-    "distance of the difference to its rule's threshold, positive where the rule is met; the deciding "
-    "point of a claim is the one with the smallest margin, and 'significant at 95%' means the margin's CI "
-    "excludes 0 (either side).")
-UNIT = ("split", "target_half", "seed")
+    "CIs of the claims (95%, Student t from a built-in table): the unit of replication is one (split, seed). "
+    "Each trial is paired with the base of its own target half and seed; a difference of treatments is "
+    "taken per (split, target half, seed) cell that holds every term, the cells of a unit (the two "
+    "directions of a split, which share their bases crosswise) are averaged, and the interval is a "
+    "one-sample t interval over units ('k=6': 6 units, df 5). Units of different random splits are one "
+    "sample, so split-to-split variance is in the interval. Where fewer than 2 units hold every term "
+    "(different splits, as man-made/natural against the random halves), the terms' unit means are "
+    "compared with the Welch standard error and Welch–Satterthwaite df, rounded down ('k=3 vs 6, "
+    "Welch'). The margin is the distance of the difference to its rule's threshold, positive where the "
+    "rule is met; the deciding point of a claim is the one with the smallest margin, and 'significant at "
+    "95%' means the margin's CI excludes 0 (either side). Detectable effect: the smallest true "
+    "difference the test finds with 80% power, (t(0.975, df) + t(0.80, df)) × standard error.")
+UNIT = ("split", "seed")
+CELL = ("split", "target_half", "seed")
 PAIRED, WELCH, NONE = "paired", "Welch", "none"
 
 
@@ -61,6 +75,15 @@ def t_critical(df: int) -> float:
     if df > 120:
         return 1.96
     return _T975[max(k for k in _T975 if k <= df)]
+
+
+def t_power(df: int) -> float:
+    """One-sided 80% Student t quantile for df degrees of freedom (nan for df < 1; > 120: normal 0.842)."""
+    if df < 1:
+        return math.nan
+    if df > 120:
+        return 0.842
+    return _T80[max(k for k in _T80 if k <= df)]
 
 
 def describe(values: Iterable[float]) -> dict:
@@ -80,8 +103,9 @@ def _signed(x: float) -> str:
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean with its 95% CI. k: replicates (pairs when paired, the smallest group when Welch);
-    sizes: the group sizes (Welch) or (k,) (paired); method: 'paired', 'Welch' or 'none' (no CI)."""
+    """A mean with its 95% CI. k: replicates (units when paired, the smallest group when Welch);
+    sizes: the group sizes (Welch) or (k,) (paired); method: 'paired', 'Welch' or 'none' (no CI);
+    se and df: the standard error and degrees of freedom behind the interval."""
 
     mean: float
     low: float
@@ -89,6 +113,8 @@ class Interval:
     k: int
     method: str
     sizes: tuple = ()
+    se: float = math.nan   # standard error of the mean (nan without a CI)
+    df: int = 0            # degrees of freedom of the t quantile (0 without a CI)
 
     @property
     def has_ci(self) -> bool:
@@ -116,28 +142,39 @@ def _welch(groups: list[tuple[float, np.ndarray]]) -> Interval:
     parts = [c * c * v.var(ddof=1) / len(v) for c, v in groups]
     se = math.sqrt(sum(parts))
     if se == 0:  # every group constant: the difference is exact
-        return Interval(mean, mean, mean, min(sizes), WELCH, sizes)
-    df = se ** 4 / sum(q * q / (len(v) - 1) for q, (_, v) in zip(parts, groups))
-    half = t_critical(int(math.floor(df + 1e-9))) * se
-    return Interval(mean, mean - half, mean + half, min(sizes), WELCH, sizes)
+        return Interval(mean, mean, mean, min(sizes), WELCH, sizes, 0.0, sum(sizes) - len(sizes))
+    df = int(math.floor(se ** 4 / sum(q * q / (len(v) - 1) for q, (_, v) in zip(parts, groups)) + 1e-9))
+    half = t_critical(df) * se
+    return Interval(mean, mean - half, mean + half, min(sizes), WELCH, sizes, se, df)
 
 
 def contrast(terms: Sequence[tuple[float, pd.DataFrame]], column: str,
-             unit: Sequence[str] = UNIT) -> Interval:
+             unit: Sequence[str] = UNIT, cell: Sequence[str] = CELL) -> Interval:
     """The 95% CI of sum coef·mean(rows[column]) over terms (coef, rows).
 
-    Paired when at least 2 replicates (unit) appear in every term: the per-replicate value of the
-    contrast, then a Student t interval of those (rows of a replicate absent from a term are left out).
-    Otherwise Welch on all rows of each term. A single term is the CI of its mean (paired = per replicate).
+    Paired when at least 2 units hold every term: the contrast per cell (only cells present in every
+    term), averaged over the cells of each unit, then a Student t interval over units. Otherwise Welch
+    on each term's unit means. A single term is the CI of its mean over units.
     """
     cleaned = [(float(c), rows[rows[column].notna()]) for c, rows in terms]
-    per_unit = [rows.groupby(list(unit), dropna=False)[column].mean() for _, rows in cleaned]
-    joined = pd.concat(per_unit, axis=1, join="inner") if per_unit else pd.DataFrame()
-    if len(joined) >= 2:
-        values = joined.to_numpy() @ np.array([c for c, _ in cleaned])
-        s = describe(values)
-        return Interval(s["mean"], s["ci_low"], s["ci_high"], s["count"], PAIRED, (s["count"],))
-    return _welch([(c, rows[column].to_numpy(dtype=float)) for c, rows in cleaned])
+    per_cell = [rows.groupby(list(cell), dropna=False)[column].mean() for _, rows in cleaned]
+    joined = pd.concat(per_cell, axis=1, join="inner") if per_cell else pd.DataFrame()
+    if len(joined):
+        values = pd.Series(joined.to_numpy() @ np.array([c for c, _ in cleaned]), index=joined.index)
+        by_unit = values.groupby(level=[list(cell).index(u) for u in unit], dropna=False).mean()
+        if len(by_unit) >= 2:
+            s = describe(by_unit.to_numpy())
+            k = s["count"]
+            return Interval(s["mean"], s["ci_low"], s["ci_high"], k, PAIRED, (k,), s["sd"] / math.sqrt(k), k - 1)
+    return _welch([(c, rows.groupby(list(unit), dropna=False)[column].mean().to_numpy(dtype=float))
+                   for c, rows in cleaned])
+
+
+def detectable(interval: Interval) -> float:
+    """The smallest true effect a 95% test on this interval detects with 80% power (nan without a CI)."""
+    if not interval.has_ci or interval.se != interval.se or interval.df < 1:
+        return math.nan
+    return (t_critical(interval.df) + t_power(interval.df)) * interval.se
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The statistics, the eight claims of PAPER.md and their 95% CIs on synthetic result tables."""
+"""The statistics, the paper's eight claims and their 95% CIs on synthetic result tables."""
 import math
 
 import pandas as pd
@@ -87,7 +87,7 @@ def test_paper_table_satisfies_every_claim_with_the_deciding_numbers():
 # ---------------------------------------------------------------- each claim made to fail
 @pytest.mark.parametrize("claim_id, values, needle", [
     (1, with_value("AnB", 1, 0.600), "outside: AnB(1)-base"),
-    (2, {"BnB": (0.625,) * 8}, "dip below n=1: +0.0000"),
+    (2, {"BnB": (0.625,) * 8}, "the 95% lower bounds of the drop BnB(1) − BnB(2) (+0.0000"),
     (3, with_value("BnB+", 4, 0.600), "lowest at n = 4: -0.0250"),
     (4, with_value("AnB", 7, 0.590), "AnB(7) lowest: no"),
     (4, with_value("AnB", 4, 0.640), "AnB ≤ BnB + 0.0110: no"),
@@ -146,15 +146,17 @@ def test_final_metric_and_several_datasets():
 
 
 # ---------------------------------------------------------------- confidence intervals
-# Four replicates (target half, seed) of random split 0 with their own bases; every treatment value is
-# base + a per-replicate delta, so each CI below is a hand computation on 4 numbers.
-UNITS = [("A", 0, 0.80), ("A", 1, 0.82), ("B", 0, 0.70), ("B", 1, 0.72)]
-TOL = 2 * math.sqrt(0.0002)             # pooled base sd: ((0.01² · 2) · 2 targets) / 2 df
+# Four units (split, seed) = random splits 0 and 1 x seeds 0 and 1, each with both target halves and their
+# own bases; every treatment value is base + a per-unit delta, the same in both halves of a unit, so each
+# CI below is a hand computation on 4 numbers.
+UNITS = [("random:0", 0), ("random:0", 1), ("random:1", 0), ("random:1", 1)]
+BASES = {"A": 0.80, "B": 0.70}          # + 0.02 for seed 1
+TOL = 2 * math.sqrt(0.0002)             # pooled base sd: 4 target tasks, each (x, x + 0.02): var 0.0002
 H4 = 3.182 * 0.01 / math.sqrt(3)        # half-width of ±0.01 around a mean over k = 4: t(3)·sd/√4
 
 
 def spread(m):
-    """Deltas with mean m and sample sd 0.01·√(4/3) over the four replicates."""
+    """Deltas with mean m and sample sd 0.01·√(4/3) over the four units."""
     return [m - 0.01, m + 0.01, m - 0.01, m + 0.01]
 
 
@@ -164,11 +166,13 @@ def replicate_table():
     def add(treatment, by_n):
         for n, deltas in by_n.items():
             deltas = deltas if isinstance(deltas, list) else [deltas] * 4
-            for (target, seed, base), d in zip(UNITS, deltas):
-                source = None if treatment == "base" else \
-                    target if treatment.startswith("selffer") else "AB".replace(target, "")
-                rows.append(dict(dataset="d", split="random:0", target_half=target, source_half=source, n=n,
-                                 treatment=treatment, seed=seed, top1_paper=base + d, status="ok"))
+            for (split, seed), d in zip(UNITS, deltas):
+                for target, base in BASES.items():
+                    source = None if treatment == "base" else \
+                        target if treatment.startswith("selffer") else "AB".replace(target, "")
+                    rows.append(dict(dataset="d", split=split, target_half=target, source_half=source, n=n,
+                                     treatment=treatment, seed=seed, top1_paper=base + 0.02 * seed + d,
+                                     status="ok"))
     add("base", {0: 0.0})
     add("transfer", {1: spread(0.02), 2: 0.0, 3: spread(-0.04), 4: -0.08, 5: -0.10, 6: -0.15,
                      7: [-0.22, -0.18, -0.20, -0.20]})
@@ -185,10 +189,10 @@ def assert_interval(interval, mean, half, k=4):
 
 @pytest.mark.parametrize("cid, label, mean, margin, significant", [
     (1, "AnB(1) − base", 0.02, TOL - 0.02, False),          # |x| ≤ tol: the margin is tol − x
-    (2, "BnB(7) − BnB(4)", 0.05, 0.05 - TOL, True),          # recovery beats the dip from n = 1 (0.06)
+    (2, "BnB(7) − BnB(4)", 0.05, 0.05, True),                # recovery (0.05) is the weaker side of the dip (0.06)
     (3, "BnB+(2) − base", -0.01, -0.01 + TOL, False),        # x ≥ −tol: the margin is x + tol
     (4, "BnB(3) − AnB(3)", 0.01, 0.01 + TOL, True),          # below slope 0.046, growth 0.18, AnB(6)−AnB(7) 0.05
-    (5, "AnB+(3) − base", 0.01, 0.01, False),
+    (5, "AnB+(3) − BnB+(3)", 0.005, 0.005, False),          # the control for extra training decides
     (6, "AnB+(3) − BnB+(3)", 0.005, 0.005, False),
 ])
 def test_each_claim_names_its_deciding_point_with_a_paired_ci(cid, label, mean, margin, significant):
@@ -218,7 +222,8 @@ def test_every_point_has_its_ci_in_the_detail_and_the_slope_is_least_squares():
 
 
 def natman_table():
-    """Random split 0 (4 replicates, bases 0.8) against natman target B and the random control, 2 seeds."""
+    """Random split 0 (2 units: seeds 0, 1; both halves, bases 0.8) against natman target B and the random
+    control, 2 seeds each."""
     rows = [dict(split="random:0", target_half=t, n=0, treatment="base", seed=s, top1_paper=0.8)
             for t in "AB" for s in (0, 1)]
     rows += [dict(split="random:0", target_half=t, n=3, treatment="transfer", seed=s, top1_paper=v)
@@ -232,18 +237,18 @@ def natman_table():
 
 def test_task_distance_and_random_control_use_welch_across_splits():
     claims = by_id(check_claims(natman_table()))
-    # random-split drops (.025, .075, .025, .075): var .0025/3; natman drops (.1, .2): var .005
-    se = math.sqrt(0.005 / 2 + 0.0025 / 3 / 4)
-    df = se ** 4 / ((0.005 / 2) ** 2 / 1 + (0.0025 / 3 / 4) ** 2 / 3)
+    # random-split drops by unit (the halves of a seed averaged): (.025, .075), var .00125; natman (.1, .2): .005
+    se = math.sqrt(0.005 / 2 + 0.00125 / 2)
+    df = se ** 4 / ((0.005 / 2) ** 2 + (0.00125 / 2) ** 2)
     assert 1 < df < 2                   # rounded down: t(1) = 12.706
     d7 = claims[7].deciding
     assert d7.label == "drop natural←man-made(3) − drop random(3)"
     assert_interval(d7.diff, 0.1, 12.706 * se, k=2)
-    assert (d7.diff.method, d7.diff.sizes) == ("Welch", (2, 4)) and claims[7].significant is False
-    assert "(k=2 vs 4, Welch)" in claims[7].detail
+    assert (d7.diff.method, d7.diff.sizes, d7.diff.df) == ("Welch", (2, 2), 1) and claims[7].significant is False
+    assert "(k=2 vs 2, Welch)" in claims[7].detail
     # random control drops (.5, .3): var .02, against the same random-split drops
-    se8 = math.sqrt(0.02 / 2 + 0.0025 / 3 / 4)
-    assert se8 ** 4 / ((0.02 / 2) ** 2 + (0.0025 / 3 / 4) ** 2 / 3) < 2
+    se8 = math.sqrt(0.02 / 2 + 0.00125 / 2)
+    assert se8 ** 4 / ((0.02 / 2) ** 2 + (0.00125 / 2) ** 2) < 2
     assert_interval(claims[8].deciding.diff, 0.35, 12.706 * se8, k=2)
     assert claims[8].deciding.label == "drop random(3) − drop AnB(3)"
 
@@ -277,7 +282,9 @@ def test_interval_text_and_margins():
 
 def test_single_replicates_give_no_ci():
     claims = by_id(check_claims(paper_results()))
-    assert claims[5].deciding.label == "AnB+(2) − base"   # 8 target tasks, each its own replicate
-    assert_interval(claims[5].deciding.diff, 0.011, 2.365 * 0.0055 / math.sqrt(8), k=8)
+    # 4 splits x 2 halves, one seed: 4 units, each the mean of its two halves; base z-scores by unit
+    # (−1.25, −0.25, +0.25, +1.25) x 0.0055, so AnB(1) − base has sd 0.0055 · √(3.25/3)
+    assert claims[1].deciding.label == "AnB(1) − base"
+    assert_interval(claims[1].deciding.diff, 0.003, 3.182 * 0.0055 * math.sqrt(3.25 / 3) / 2, k=4)
     assert claims[7].deciding.diff.method == "none" and claims[7].significant is None
     assert claims[7].detail.endswith(", no CI (k=1)")
