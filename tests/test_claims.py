@@ -4,7 +4,8 @@ import math
 import pandas as pd
 import pytest
 
-from orchestrator.claims import FAILS, HOLDS, NO_DATA, PAPER_REFERENCE, check_claims, paper_results
+from orchestrator.claims import FAILS, HOLDS, NO_DATA, check_claims
+from orchestrator.paper import PAPER_REFERENCE, paper_results
 from orchestrator.stats import (
     FALLBACK_NOISE_SD, TOL_SIGMAS, Interval, Point, contrast, describe, noise_level, prepare, t_critical)
 

@@ -5,10 +5,10 @@ import math
 import pandas as pd
 import pytest
 
-from orchestrator.claims import (
-    CONFOUNDED, FAILS, HOLDS, NOT_IDENTIFIED, PAPER_REFERENCE, check_claims, check_study, paper_results)
+from orchestrator.claims import CONFOUNDED, FAILS, HOLDS, NOT_IDENTIFIED, check_claims, check_study
 from orchestrator.convergence import (
     CONVERGED, FINETUNE_TOL, NOT_CHECKED, SELFFER_TOL, UNDER_TRAINED, check_convergence, convergence_md, late_gain)
+from orchestrator.paper import PAPER_REFERENCE, paper_results
 from orchestrator.stats import contrast, detectable, prepare
 
 

@@ -65,7 +65,7 @@ def ray_start_commands(config: dict) -> tuple[list[str], list[str]]:
 
 
 def cluster_security_problems(config: dict) -> list[str]:
-    """Every departure of a cluster launcher config from the security defaults of DESIGN.md."""
+    """Every departure of a cluster launcher config from the security defaults of the README."""
     problems = []
     head, workers = ray_start_commands(config)
     if not head or not workers:

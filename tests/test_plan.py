@@ -78,19 +78,18 @@ def test_seeds_replicate_everything():
 
 def test_standard_preset_counts():
     c = counts(make_plan(load_spec(ROOT / "sweeps" / "standard.yaml")))
-    assert 90 <= c["total"] <= 130
-    assert c == {"sweep": "standard", "total": 96, "bases": 5,
-                 "by_treatment": {"base": 5, "selffer": 28, "selffer+": 14, "transfer": 28,
-                                  "transfer+": 14, "random": 7},
-                 "by_split": {"all": 8, "natman": 30, "random:0": 58},
-                 "by_n": {str(n): 13 for n in range(1, 8)}}
+    assert c == {"sweep": "standard", "total": 288, "bases": 15,
+                 "by_treatment": {"base": 15, "selffer": 84, "selffer+": 42, "transfer": 84,
+                                  "transfer+": 42, "random": 21},
+                 "by_split": {"all": 24, "natman": 90, "random:0": 174},
+                 "by_n": {str(n): 39 for n in range(1, 8)}}
 
 
 def test_plan_cli_json():
     proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "plan", "sweeps/standard.yaml",
                            "--format", "json"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["total"] == 96
+    assert json.loads(proc.stdout)["total"] == 288
 
 
 def test_plan_cli_table():

@@ -1,13 +1,13 @@
 """write_report and its tables on synthetic sweeps: files, claims table, partial results, missing trials."""
 import json
-import math
 import re
 
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from orchestrator.claims import HOLDS, NO_DATA, paper_results
+from orchestrator.claims import HOLDS, NO_DATA
+from orchestrator.paper import paper_results
 from orchestrator.report import metric_label, missing_md, missing_trials, plot_distance, plot_transfer, \
     reference_table_md, results_table_md, summarize, top_ks, write_report
 from orchestrator.stats import prepare

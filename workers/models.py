@@ -136,7 +136,7 @@ def init_layers(model: LayeredNet, layer_names, generator: torch.Generator | Non
 
     Layers are drawn in network order whatever the order given, so the result depends only on the
     set of names and the generator state. kaiming: He-normal weights (fan-in, ReLU gain), zero
-    biases. caffe: Gaussian std 0.01 (conv, fc8) / 0.005 (fc6, fc7); biases 0 or 1 as in PAPER.md.
+    biases. caffe: Gaussian std 0.01 (conv, fc8) / 0.005 (fc6, fc7); biases 0 or 1 as in the paper.
     """
     wanted = set(layer_names)
     unknown = wanted - set(LAYER_NAMES)
