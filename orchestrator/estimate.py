@@ -19,11 +19,12 @@ from typing import Iterable, Optional
 from orchestrator.plan import Plan, Trial
 from orchestrator.spec import DATASETS
 
-REFERENCE_CPU = "AMD EPYC (2 vCPUs, AVX-512), torch 2.13.0+cpu, 1 thread per trial"
+REFERENCE_CPU = "AMD EPYC (2 vCPUs, AVX2, no AVX-512), torch 2.13.0+cpu, 1 thread per trial"
 # seconds per SGD step at batch 128 by the number of frozen leading layers (0 = every layer trains)
-REFERENCE_STEP_SECONDS = {0: 0.0905, 1: 0.0650, 2: 0.0450, 3: 0.0360, 4: 0.0300, 5: 0.0250, 6: 0.0240,
-                          7: 0.0235}
-REFERENCE_EVAL_SECONDS_PER_IMAGE = 2.6e-4
+# (bench/step_costs.py, 2026-12-01, augmentation on, nothing else running)
+REFERENCE_STEP_SECONDS = {0: 0.0986, 1: 0.0781, 2: 0.0568, 3: 0.0584, 4: 0.0483, 5: 0.0423, 6: 0.0379,
+                          7: 0.0383}
+REFERENCE_EVAL_SECONDS_PER_IMAGE = 2.2e-4
 REFERENCE_MODEL = {"arch": "small", "widths": [16, 32, 48, 48, 32], "fc_width": 256}
 REFERENCE_BATCH = 128
 
