@@ -78,8 +78,10 @@ class Convergence:
         if self.verdict == NOT_CHECKED:
             return ("Convergence not checked: the study has no random-split BnB(1), BnB+ or base curves; "
                     "claims 1, 2 and 3 are judged without it.")
-        return "**Bases under-trained**: " + "; ".join(self.problems) + \
-            ". Claims 1, 2 and 3 are marked confounded: a selffer or a fine-tuned network gains from extra training."
+        return ("**Bases under-trained**: " + "; ".join(self.problems) + ". Claims 1, 2 and 3 are marked "
+                "confounded: a selffer or a fine-tuned network gains from extra training. A longer schedule "
+                "(`--set train.epochs=...`, a new key for every trial) is needed; `bench/plateau.py` measures how "
+                "the bases' accuracy grows with the length, and `transfer-sweep plan` what a length costs.")
 
 
 def late_gain(curve: pd.DataFrame, fraction: float = LATE_FRACTION) -> tuple[float, float, int]:

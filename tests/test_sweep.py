@@ -49,6 +49,19 @@ def test_sweep_commits_one_ok_row_per_trial_and_trains_each_base_once(ray_head, 
     names = set(frame["name"])
     assert {"AnB+ n=3 random:0 s0", "BnB n=1 random:0 s0", "random n=2 all s0", "base all s0"} <= names
 
+    # the report: figures, claims, the rows, and the bases' curves behind its convergence check
+    out = tmp_path / "report"
+    proc = cli("report", "e2e", "--store", str(store_dir), "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert {p.name for p in out.iterdir()} == {"report.md", "transfer.png", "distance.png", "results.parquet",
+                                               "base_curves.parquet"}
+    curves = pd.read_parquet(out / "base_curves.parquet")
+    assert set(curves["key"]) == {t.key for t in plan.bases}
+    md = (out / "report.md").read_text()
+    assert "### Convergence" in md and "| base | late gain | se | evaluations | plateau |" in md
+    assert all(f"| {t.name} | " in md for t in plan.bases)
+    assert "claim 2: " in proc.stdout
+
 
 def test_transfer_starts_before_a_slow_unrelated_base_finishes(ray_head, tmp_path):
     # baseB trains on one half; 'base all' on all 20 classes: twice the iterations at the same epochs.
