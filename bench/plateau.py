@@ -9,8 +9,8 @@ at that length, so pointing the study at the same store reuses them.
     python bench/plateau.py sweeps/converged.yaml --epochs 5 8 12 16 24 40 --store ./store
 
 Prints, per length, each half's top1_paper, their mean, the gap to the longest length and the gain
-over the last 20 % of that training's own curve; the last line is the shortest length whose mean is
-within --within (0.003) of the longest.
+over the last 20 % of that training's own curve; then the shortest length whose mean is within --within
+(0.003) of the longest, and as the last line that length over the longest (1.00: no plateau found).
 """
 from __future__ import annotations
 
@@ -97,6 +97,8 @@ def print_table(results, within: float) -> None:
         if chosen is None and mean >= ref - within:
             chosen = e
     print(f"PLATEAU shortest length within {within:.3f} of {longest:g} epochs: {chosen:g} epochs")
+    # 1.00 means no shorter length comes close: the longest measured is not known to be a plateau
+    print(f"RATIO plateau_over_longest={chosen / longest:.2f}")
 
 
 if __name__ == "__main__":
