@@ -318,8 +318,9 @@ def claim_boost(p: pd.DataFrame, noise: Noise, conv: Convergence) -> Claim:
                       "extra training, and the study has no BnB+ in the same split and target half as its "
                       f"AnB+ (the control); {base_text}", nums, 0.0, vs_base,
                       paper_effect=_scaled(p, PAPER_EFFECT[5]))
+    plus_ns = sorted(int(n) for n in both.index.get_level_values("n").unique())
     vs_plus = [Point(f"AnB+({n}) − BnB+({n})", contrast([(1, _at(a_pair, n)), (-1, _at(b_pair, n))], "pdelta"), ">")
-               for n in sorted(both.index.get_level_values("n").unique())]
+               for n in plus_ns]
     nums.update({pt.label.replace(" − ", "-"): pt.diff.mean for pt in vs_plus})
     over_base = all(v > 0 for v in by_n.values())
     over_plus = all(pt.diff.mean > 0 for pt in vs_plus)
@@ -327,7 +328,7 @@ def claim_boost(p: pd.DataFrame, noise: Noise, conv: Convergence) -> Claim:
         "; AnB+ above base but not above BnB+: extra training explains the gain" if over_base else
         "; AnB+ not above base at every n")
     detail = (f"rule AnB+(n) − base > 0 and AnB+(n) − BnB+(n) > 0 (same target, strict, margin 0); {base_text}; "
-              "AnB+(n) − BnB+(n): " + ", ".join(f"n={pt.label[5]}: {_f(pt.diff.mean)}" for pt in vs_plus) + why)
+              "AnB+(n) − BnB+(n): " + ", ".join(f"n={n}: {_f(pt.diff.mean)}" for n, pt in zip(plus_ns, vs_plus)) + why)
     return _claim(5, title, HOLDS if over_base and over_plus else FAILS, detail, nums, 0.0, vs_base + vs_plus,
                   paper_effect=_scaled(p, PAPER_EFFECT[5]))
 
