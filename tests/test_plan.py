@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from orchestrator.plan import PROTOCOL_VERSION, counts, make_plan, trial_key
 from orchestrator.spec import load_spec, parse_spec
 
@@ -105,3 +107,14 @@ def test_orchestrator_never_imports_torch():
             "orchestrator.status, orchestrator.schedule; print('torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+@pytest.mark.parametrize("study", ["standard", "converged"])
+def test_published_rows_are_exactly_what_the_spec_file_plans(study):
+    """`transfer-sweep run sweeps/<study>.yaml`, with no other argument, reproduces the published keys."""
+    import pyarrow.parquet as pq
+    rows = pq.read_table(ROOT / "docs" / "results" / study / "results.parquet", columns=["key"])
+    published = rows.column("key").to_pylist()
+    planned = [t.key for t in make_plan(load_spec(ROOT / "sweeps" / f"{study}.yaml")).trials]
+    assert len(published) == len(set(published)) == len(planned)
+    assert set(published) == set(planned)
