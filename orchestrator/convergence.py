@@ -138,7 +138,10 @@ def check_convergence(prepared: pd.DataFrame, curves: Optional[pd.DataFrame] = N
     if not bnb1.empty and bnb1["pbase"].notna().any():
         selffer = Point("BnB(1) − base", contrast([(1, bnb1)], "pdelta"), "|≤|", SELFFER_TOL)
         if abs(selffer.diff.mean) > SELFFER_TOL:
-            problems.append(f"BnB(1) − base = {selffer.diff.mean * 100:+.2f} pp, outside ±{SELFFER_TOL * 100:.1f} pp")
+            below = (" (below: the re-initialised layers 2..8 did not reach the base in the same schedule)"
+                     if selffer.diff.mean < 0 else "")
+            problems.append(f"BnB(1) − base = {selffer.diff.mean * 100:+.2f} pp, outside ±{SELFFER_TOL * 100:.1f} pp"
+                            + below)
     plus = rs[(rs.treatment == "selffer+") & rs["pbase"].notna()]
     finetune = tuple(Point(f"BnB+({n}) − base", contrast([(1, plus[plus.n == n])], "pdelta"), "≤", FINETUNE_TOL)
                      for n in sorted(plus["n"].unique()))
