@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.estimate import (
-    REFERENCE_EVAL_SECONDS_PER_IMAGE, REFERENCE_STEP_SECONDS, estimate, evaluations_of, reference_seconds,
-    steps_of)
+    REFERENCE_EVAL_SECONDS_PER_IMAGE, REFERENCE_STEP_SECONDS, SWEEP_OVERHEAD, estimate, evaluations_of,
+    reference_seconds, steps_of)
 from orchestrator.plan import make_plan
 from orchestrator.spec import parse_spec
 
@@ -35,7 +35,8 @@ def test_steps_evaluations_and_seconds_of_each_trial():
     assert steps_of(t["base all s0"]) == 250                    # the 20-class task has 16,000
     assert evaluations_of(t["baseB random:0 s0"]) == 5          # steps 25, 50, ..., 125
     base = reference_seconds(t["baseB random:0 s0"])
-    assert base == pytest.approx(125 * REFERENCE_STEP_SECONDS[0] + 5 * 2000 * REFERENCE_EVAL_SECONDS_PER_IMAGE)
+    assert base == pytest.approx(SWEEP_OVERHEAD * (125 * REFERENCE_STEP_SECONDS[0]
+                                                   + 5 * 2000 * REFERENCE_EVAL_SECONDS_PER_IMAGE))
     frozen7, plus7 = reference_seconds(t["BnB n=7 random:0 s0"]), reference_seconds(t["AnB+ n=7 random:0 s0"])
     assert frozen7 < reference_seconds(t["BnB n=1 random:0 s0"]) < base == plus7
 
@@ -67,3 +68,14 @@ def test_plan_prints_the_estimate(tmp_path):
                            str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "estimated CPU time: " in proc.stdout and "for 23 training(s) (0 already committed)" in proc.stdout
+
+
+def test_the_reference_predicts_the_published_study_it_was_measured_against():
+    """The converged study's 132 committed wall times calibrate the reference to 1.00 (SWEEP_OVERHEAD was
+    measured on them): a change to the cost model that breaks this must re-measure."""
+    import pyarrow.parquet as pq
+    from orchestrator.estimate import calibration
+    from orchestrator.spec import load_spec
+    rows = pq.read_table(ROOT / "docs" / "results" / "converged" / "results.parquet").to_pylist()
+    factor, count = calibration(make_plan(load_spec(ROOT / "sweeps" / "converged.yaml")), rows)
+    assert count == 132 and factor == pytest.approx(1.0, abs=0.01)
