@@ -150,8 +150,11 @@ def plan_estimate(spec: SweepSpec, plan: Plan):
     from orchestrator.records import read_results
     rows: list[dict] = []
     if "://" not in spec.store and Path(spec.store, "results").is_dir():
-        table = read_results(open_store(spec.store))
-        rows = table.to_pylist() if table is not None else []
+        try:
+            table = read_results(open_store(spec.store))
+            rows = table.to_pylist() if table is not None else []
+        except (StoreError, OSError, ValueError):
+            rows = []  # an unreadable store only costs the calibration: planning never depends on it
     slots = max(1, int((os.cpu_count() or 1) // max(1.0, spec.resources.cpus)))
     if spec.max_concurrent:
         slots = min(slots, spec.max_concurrent)
