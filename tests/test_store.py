@@ -379,7 +379,9 @@ def test_s3_endpoint_precedence(s3, monkeypatch):
 
 
 def test_s3_gives_up_after_the_retry_budget(s3, monkeypatch, caplog):
-    monkeypatch.setenv("TRANSFER_SWEEP_STORE_RETRY_SECONDS", "1")
+    # 4 s, not 1: on a loaded 2-core machine one refused connection (botocore's own retries included)
+    # took about 1 s, so a 1 s budget left room for a single retry
+    monkeypatch.setenv("TRANSFER_SWEEP_STORE_RETRY_SECONDS", "4")
     endpoint = f"http://127.0.0.1:{free_port()}"
     store = open_store("s3://bucket/root", endpoint=endpoint, check=False)
     with caplog.at_level(logging.WARNING, logger="orchestrator.store"):
