@@ -28,7 +28,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from orchestrator.stats import RANDOM_SPLIT, Point, contrast
+from orchestrator.stats import RANDOM_SPLIT, Point, contrast, family_of
 
 PLATEAU_GAIN = 0.003    # 0.3 pp over the last 20 % of training: the length-choice criterion
 LATE_FRACTION = 0.2
@@ -65,10 +65,6 @@ class Convergence:
     bases: tuple[BaseCurve, ...] = ()
     selffer: Optional[Point] = None                # BnB(1) − base, |x| ≤ SELFFER_TOL
     finetune: tuple[Point, ...] = field(default=())  # BnB+(n) − base, x ≤ FINETUNE_TOL
-
-    @property
-    def converged(self) -> bool:
-        return self.verdict == CONVERGED
 
     @property
     def confounding(self) -> bool:
@@ -127,10 +123,11 @@ def check_convergence(prepared: pd.DataFrame, curves: Optional[pd.DataFrame] = N
     rs = prepared[prepared.family == RANDOM_SPLIT]
     problems = []
     curves_ = base_curves(prepared, curves)
-    rising = [b for b in curves_ if b.split.startswith("random:") and b.plateau is False]
+    random_bases = [b for b in curves_ if family_of(b.split) == RANDOM_SPLIT]
+    rising = [b for b in random_bases if b.plateau is False]
     if rising:
         worst = max(rising, key=lambda b: b.gain)
-        problems.append(f"{len(rising)} of {sum(b.split.startswith('random:') for b in curves_)} random-split "
+        problems.append(f"{len(rising)} of {len(random_bases)} random-split "
                         f"bases still rising over the last {LATE_FRACTION:.0%} of training (largest gain "
                         f"{worst.gain * 100:+.2f} pp, {worst.name})")
     bnb1 = rs[(rs.treatment == "selffer") & (rs.n == 1)]
@@ -150,7 +147,7 @@ def check_convergence(prepared: pd.DataFrame, curves: Optional[pd.DataFrame] = N
         worst = max(above, key=lambda pt: pt.diff.mean)
         problems.append(f"BnB+ − base above {FINETUNE_TOL * 100:.1f} pp at {len(above)} of {len(finetune)} n "
                         f"(largest {worst.label} = {worst.diff.mean * 100:+.2f} pp)")
-    if selffer is None and not finetune and not any(b.split.startswith("random:") for b in curves_):
+    if selffer is None and not finetune and not random_bases:
         return Convergence(NOT_CHECKED, (), curves_)
     return Convergence(UNDER_TRAINED if problems else CONVERGED, tuple(problems), curves_, selffer, finetune)
 
