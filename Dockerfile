@@ -41,9 +41,10 @@ RUN python -c "import torch; print('torch==' + torch.__version__)" > /tmp/constr
 # a and b into /app. The last two commands are a smoke test of the installed distribution.
 COPY orchestrator/ orchestrator/
 COPY workers/ workers/
+COPY sweepcore/ sweepcore/
 COPY sweeps/ sweeps/
 RUN pip install --no-cache-dir --no-deps . \
- && python -c "import torch, ray, orchestrator, workers; print('torch', torch.__version__, 'ray', ray.__version__)" \
+ && python -c "import torch, ray, orchestrator.cli, workers.trial, sweepcore.store; print('torch', torch.__version__, 'ray', ray.__version__)" \
  && transfer-sweep --help > /dev/null
 
 # Non-root user `ray`, uid 1000, home /home/ray: the conventions of Ray's own images, which the

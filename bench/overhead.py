@@ -41,8 +41,9 @@ sys.path.insert(0, str(ROOT))
 
 from orchestrator.plan import Plan, make_plan  # noqa: E402
 from orchestrator.spec import SweepSpec, load_spec  # noqa: E402
-from orchestrator.records import committed_keys, read_attempts, read_result  # noqa: E402
-from orchestrator.store import open_store  # noqa: E402
+from sweepcore.records import committed_keys, read_attempts, read_result  # noqa: E402
+from sweepcore.settings import TrialSettings  # noqa: E402
+from sweepcore.store import open_store  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
 from ray_cluster import pids_using  # noqa: E402  (the test suite's way to find one Ray's processes)
@@ -67,13 +68,13 @@ def write_spec(spec: SweepSpec, folder: Path) -> Path:
 
 
 # --- arm A: bare process pool ----------------------------------------------------------------------
-def _pool_trial(settings: dict, store_uri: str) -> tuple[str, float, float]:
+def _pool_trial(settings: TrialSettings, store_uri: str) -> tuple[str, float, float]:
     """One training in a pool process: (key, start, end) as wall-clock epoch seconds."""
     from workers.trial import run_trial  # noqa: PLC0415 (imported in the worker, as Ray workers do)
 
     start = time.time()
     run_trial(settings, open_store(store_uri))
-    return settings["key"], start, time.time()
+    return settings.key, start, time.time()
 
 
 def run_bare(plan: Plan, store_uri: str) -> dict:
@@ -288,7 +289,8 @@ def main() -> None:
                 extra = (f"  Ray up at {r['ray_up']:.1f} s; after the last commit: run_plan returns "
                          f"{r['tune_end']:.1f} s, CLI exits {r['shutdown']:.1f} s" if arm == "B" else "")
                 print(f"run {i + 1} arm {arm}: wall {r['wall']:6.1f} s  first training starts at "
-                      f"{r['startup']:5.1f} s  trainings span {r['span']:6.1f} s  CPU {sum(r['cpu'].values()):5.1f} s{extra}  "
+                      f"{r['startup']:5.1f} s  trainings span {r['span']:6.1f} s  "
+                      f"CPU {sum(r['cpu'].values()):5.1f} s{extra}  "
                       f"(load {os.getloadavg()[0]:.2f})", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

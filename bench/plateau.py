@@ -25,14 +25,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orchestrator.plan import make_plan  # noqa: E402
 from orchestrator.spec import load_spec  # noqa: E402
+from sweepcore.settings import TrialSettings  # noqa: E402
 
 
-def _train(settings: dict, store_uri: str) -> tuple[dict, list[dict]]:
-    from orchestrator import records, store as st
+def _train(settings: TrialSettings, store_uri: str) -> tuple[dict, list[dict]]:
+    from sweepcore import records
+    from sweepcore import store as st
     from workers.trial import run_trial
     store = st.open_store(store_uri)
     row = run_trial(settings, store)
-    curve = records.read_curve(store, settings["key"])
+    curve = records.read_curve(store, settings.key)
     return row, curve.to_pylist() if curve is not None else []
 
 

@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.overhead import bench_spec, run_cli, write_spec  # noqa: E402
 from orchestrator.plan import Plan, make_plan  # noqa: E402
-from orchestrator.records import committed_keys, read_attempts  # noqa: E402
-from orchestrator.store import open_store  # noqa: E402
+from sweepcore.records import committed_keys, read_attempts  # noqa: E402
+from sweepcore.store import open_store  # noqa: E402
 
 TINY = ("model.widths=[8,8,8,8,8]", "model.fc_width=32", "train.batch_size=32", "train.eval_every=4",
         "train.checkpoint_every=4", "train.top_k=2", "train.warmup_fraction=0.1")

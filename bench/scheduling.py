@@ -98,7 +98,7 @@ class BarrierSearcher(schedule.DependencySearcher):
         if first:
             trial = self.pending.pop(first[0])
             self.running[trial_id] = trial.key
-            return {"settings": trial.settings, "store_uri": self.store_uri, "endpoint": self.endpoint}
+            return {"settings": trial.settings.to_dict(), "store_uri": self.store_uri, "endpoint": self.endpoint}
         if self.stage1 & set(self.running.values()):
             return None  # the barrier: stage 1 still running
         return super().suggest(trial_id)

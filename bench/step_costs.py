@@ -24,6 +24,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from orchestrator.plan import make_plan  # noqa: E402
 from orchestrator.spec import load_spec  # noqa: E402
+from sweepcore.settings import TrialSettings  # noqa: E402
 from workers.data import load_half  # noqa: E402
 from workers.models import build_model  # noqa: E402
 from workers.surgery import transplant  # noqa: E402
@@ -40,19 +41,19 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def step_seconds(settings: dict, data, n_frozen: int, steps: int) -> float:
-    model = build_model(settings["model"], torch.Generator().manual_seed(0))
+def step_seconds(settings: TrialSettings, data, n_frozen: int, steps: int) -> float:
+    model = build_model(settings.model, torch.Generator().manual_seed(0))
     base = {k: v.clone() for k, v in model.state_dict().items()}
     transplant(model, base if n_frozen else None, n_frozen, n_frozen > 0, torch.Generator().manual_seed(1))
     model.to(memory_format=torch.channels_last)
-    opt = make_optimizer(model, settings["train"])
+    opt = make_optimizer(model, settings.train)
     gen = torch.Generator().manual_seed(2)
-    batch = int(settings["train"]["batch_size"])
+    batch = int(settings.train.batch_size)
     times = []
     for i in range(steps + 5):
         t0 = time.perf_counter()  # the batch's gather and augmentation are part of a step's cost
         idx = torch.randint(0, data.num_train, (batch,), generator=gen)
-        x, y = data.train_batch(idx, gen, bool(settings["train"]["augment"]))
+        x, y = data.train_batch(idx, gen, bool(settings.train.augment))
         loss = F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -76,14 +77,14 @@ def main() -> int:
         for n in order:
             costs[n].append(step_seconds(trial.settings, data, n, args.steps // 2))
     table = {n: statistics.median(v) for n, v in costs.items()}
-    model = build_model(trial.settings["model"], torch.Generator().manual_seed(0)).to(
+    model = build_model(trial.settings.model, torch.Generator().manual_seed(0)).to(
         memory_format=torch.channels_last)
     t0 = time.perf_counter()
     for _ in range(3):
         evaluate(model, data, EVAL_BATCH, "cpu", True, lambda: torch.autocast("cpu", enabled=False))
     per_image = (time.perf_counter() - t0) / 3 / int(data.test_x.shape[0])
-    print(f"# {cpu_name()}, 1 thread, torch {torch.__version__}, batch {trial.settings['train']['batch_size']}, "
-          f"augment {trial.settings['train']['augment']}")
+    print(f"# {cpu_name()}, 1 thread, torch {torch.__version__}, batch {trial.settings.train.batch_size}, "
+          f"augment {trial.settings.train.augment}")
     print("STEP_SECONDS = {" + ", ".join(f"{n}: {v:.5f}" for n, v in table.items()) + "}  # 0 = full training")
     print(f"EVAL_SECONDS_PER_IMAGE = {per_image:.3e}")
     print(f"RATIO frozen7_over_full={table[7] / table[0]:.2f} frozen1_over_full={table[1] / table[0]:.2f}")

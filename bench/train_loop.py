@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
+import dataclasses
 import os
 import shutil
 import statistics
@@ -34,7 +34,8 @@ import torch.nn.functional as F  # noqa: E402
 
 from orchestrator.plan import make_plan  # noqa: E402
 from orchestrator.spec import load_spec  # noqa: E402
-from orchestrator.store import open_store  # noqa: E402
+from sweepcore.settings import TrialSettings  # noqa: E402
+from sweepcore.store import open_store  # noqa: E402
 from workers.data import load_half  # noqa: E402
 from workers.models import build_model  # noqa: E402
 from workers.train import EVAL_BATCH, evaluate, train  # noqa: E402
@@ -43,29 +44,29 @@ SEED = 1234
 FAR = 10**9
 
 
-def fresh_model(settings: dict) -> torch.nn.Module:
-    return build_model(settings["model"], torch.Generator().manual_seed(SEED))
+def fresh_model(settings: TrialSettings) -> torch.nn.Module:
+    return build_model(settings.model, torch.Generator().manual_seed(SEED))
 
 
-def bare_loop(settings: dict, data, steps: int) -> float:
+def bare_loop(settings: TrialSettings, data, steps: int) -> float:
     """Seconds for `steps` plain SGD steps on the same batches train() would draw."""
-    tr, channels_last = settings["train"], bool(settings["runtime"]["channels_last"])
+    tr, channels_last = settings.train, bool(settings.runtime.channels_last)
     model = fresh_model(settings)
     t0 = time.perf_counter()
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=float(tr["lr"]), momentum=float(tr["momentum"]),
-                                weight_decay=float(tr["weight_decay"]))
+    optimizer = torch.optim.SGD(model.parameters(), lr=float(tr.lr), momentum=float(tr.momentum),
+                                weight_decay=float(tr.weight_decay))
     generator = torch.Generator().manual_seed(SEED)
     torch.manual_seed(SEED)
-    batch, per_epoch = int(tr["batch_size"]), max(1, data.num_train // int(tr["batch_size"]))
+    batch, per_epoch = int(tr.batch_size), max(1, data.num_train // int(tr.batch_size))
     model.train()
     perm = None
     for step in range(steps):
         pos = step % per_epoch
         if pos == 0:
             perm = torch.randperm(data.num_train, generator=generator)
-        x, y = data.train_batch(perm[pos * batch:(pos + 1) * batch], generator, bool(tr["augment"]))
+        x, y = data.train_batch(perm[pos * batch:(pos + 1) * batch], generator, bool(tr.augment))
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         loss = F.cross_entropy(model(x), y)
@@ -75,14 +76,14 @@ def bare_loop(settings: dict, data, steps: int) -> float:
     return time.perf_counter() - t0
 
 
-def project_train(settings: dict, data, store, run: int) -> float:
+def project_train(settings: TrialSettings, data, store, run: int) -> float:
     """Seconds for train() on a fresh key (so it never resumes from an earlier repeat's checkpoint)."""
-    settings = {**settings, "key": f"bench{run:04d}"}
+    settings = dataclasses.replace(settings, key=f"bench{run:04d}")
     model = fresh_model(settings)
     t0 = time.perf_counter()
     outcome = train(model, data, settings, store, seed=SEED)
     seconds = time.perf_counter() - t0
-    assert outcome.steps == settings["train"]["iterations"]
+    assert outcome.steps == settings.train.iterations
     return seconds
 
 
@@ -97,26 +98,26 @@ def eval_seconds(model, data, batch: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300, help="SGD steps per measurement (300: a base of standard.yaml, 5 epochs of a half, trains 313)")
+    parser.add_argument("--steps", type=int, default=300, help="SGD steps per measurement (300: a base of "
+                        "standard.yaml, 5 epochs of a half, trains 313)")
     parser.add_argument("--repeats", type=int, default=5, help="measurements per arm")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     spec = load_spec(ROOT / "sweeps" / "standard.yaml", ("train.epochs=null", f"train.iterations={args.steps}"))
-    base = copy.deepcopy(next(t for t in make_plan(spec).bases if t.split.startswith("random")).settings)
-    assert base["runtime"]["threads"] == 1
+    base = next(t for t in make_plan(spec).bases if t.split.startswith("random")).settings
+    assert base.runtime.threads == 1
     std = base
-    far = copy.deepcopy(base)
-    far["train"].update(eval_every=FAR, checkpoint_every=FAR)
-    data = load_half(base["dataset"], base["split"], base["target_half"])
-    tr = base["train"]
+    far = dataclasses.replace(base, train=dataclasses.replace(base.train, eval_every=FAR, checkpoint_every=FAR))
+    data = load_half(base.dataset, base.split, base.target_half)
+    tr = base.train
     work = tempfile.mkdtemp(prefix="bench-train-loop-")
     store = open_store(work)
-    print(f"{base['name']}: model {base['model']['widths']} fc {base['model']['fc_width']}, batch "
-          f"{tr['batch_size']}, augment {tr['augment']}, channels_last {base['runtime']['channels_last']}, "
+    print(f"{base.name}: model {base.model.widths} fc {base.model.fc_width}, batch "
+          f"{tr.batch_size}, augment {tr.augment}, channels_last {base.runtime.channels_last}, "
           f"{data.num_train} train / {int(data.test_x.shape[0])} test images; {args.steps} steps per "
-          f"measurement; standard.yaml: eval_every {tr['eval_every']}, checkpoint_every "
-          f"{tr['checkpoint_every']}; load average {os.getloadavg()[0]:.2f}", flush=True)
+          f"measurement; standard.yaml: eval_every {tr.eval_every}, checkpoint_every "
+          f"{tr.checkpoint_every}; load average {os.getloadavg()[0]:.2f}", flush=True)
 
     arms = {"bare": lambda i: bare_loop(base, data, args.steps),
             "std": lambda i: project_train(std, data, store, i),
@@ -136,7 +137,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    ips = {a: args.steps * tr["batch_size"] / statistics.median(seconds[a]) for a in names}
+    ips = {a: args.steps * tr.batch_size / statistics.median(seconds[a]) for a in names}
     step_s = statistics.median(seconds["bare"]) / args.steps
     print()
     print(f"{'median of ' + str(args.repeats):<44}{'images/s':>10}{'/bare':>8}")

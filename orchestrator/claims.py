@@ -6,7 +6,7 @@ that would decide it). Claims 1, 2 and 3 compare a low n or a fine-tuned selffer
 under-trained study makes them confounded; claim 5 needs the BnB+ arm, the control for extra training.
 
 Every comparison between treatments uses each trial's accuracy relative to the base of its own target
-task (stats.prepare: delta, drop). "Within noise" comparisons use ``TOL_SIGMAS * noise_sd``; strict
+task (stats.pair_with_bases: delta, drop). "Within noise" comparisons use ``TOL_SIGMAS * noise_sd``; strict
 inequalities of the paper (claims 5-8) are checked on the means with margin 0 and the detail says
 whether the margin exceeds the noise.
 
@@ -26,8 +26,17 @@ import pandas as pd
 from orchestrator.convergence import Convergence, check_convergence
 from orchestrator.paper import PAPER_BASE_ERROR, PAPER_EFFECT
 from orchestrator.stats import (
-    NATMAN, RANDOM_SPLIT, Noise, Point, contrast, deciding_point, detectable, noise_level, prepare,
-    significance)
+    NATMAN,
+    RANDOM_SPLIT,
+    Noise,
+    Point,
+    contrast,
+    deciding_point,
+    detectable,
+    noise_level,
+    pair_with_bases,
+    significance,
+)
 
 HOLDS, FAILS, CONFOUNDED, NOT_IDENTIFIED = "holds", "fails", "confounded", "not identified"
 NO_DATA = NOT_IDENTIFIED  # the study lacks what would decide the claim
@@ -232,7 +241,7 @@ def claim_finetune(p: pd.DataFrame, noise: Noise, conv: Convergence) -> Claim:
     if not by_n:
         return _no_data(3, title, "needs random-split BnB+ with a base", noise.tol)
     nums = {f"BnB+({n})-base": v for n, v in sorted(by_n.items())}
-    worst = min(by_n, key=by_n.get)
+    worst = min(by_n, key=lambda n: by_n[n])
     ok = by_n[worst] >= -noise.tol
     detail = (f"rule BnB+(n) − base ≥ −{noise.tol:.4f} at n = {', '.join(map(str, sorted(by_n)))}; "
               f"lowest at n = {worst}: {_f(by_n[worst])}")
@@ -444,7 +453,7 @@ def judge(p: pd.DataFrame, conv: Convergence, dataset: str) -> list[Claim]:
 
 
 def _one_dataset(results: pd.DataFrame, metric: str, dataset: str) -> tuple[pd.DataFrame, str]:
-    p = prepare(results, metric)
+    p = pair_with_bases(results, metric)
     if not dataset and p["dataset"].nunique() > 1:
         raise ValueError(f"results hold datasets {sorted(p['dataset'].unique())}: pass dataset=")
     if dataset:

@@ -1,7 +1,7 @@
 """`transfer-sweep`: plan, run, resume, status and report layer-wise transfer sweeps.
 
 Every user mistake ends as one line on stderr and exit code 2 (no traceback); failed trials end a run
-with exit code 1 after everything else has finished.
+with exit code 1 after everything else has finished (orchestrator/errors.py).
 """
 from __future__ import annotations
 
@@ -13,21 +13,18 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
+from orchestrator.data_cli import add_data_parser
+from orchestrator.driver_job import is_jobs_address
+from orchestrator.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from orchestrator.plan import Plan, counts, make_plan
-from orchestrator.spec import SpecError, SweepSpec, load_spec, parse_spec
-from orchestrator.store import StoreError, open_store, sweep_prefix
-from orchestrator.submit import add_submit_parsers, is_jobs_address
-
-EXIT_USAGE = 2
-EXIT_FAILED = 1
-
-
-class UsageError(Exception):
-    """A user-facing one-line problem with the command line."""
+from orchestrator.spec import SpecError, SweepSpec
+from orchestrator.spec_source import record_spec, spec_from_args, stored_spec
+from orchestrator.submit import add_submit_parsers
+from sweepcore.layout import sweep_prefix
+from sweepcore.store import StoreError, open_store
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -37,7 +34,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     # The CLI reports store problems as one line when retries run out; the per-retry warnings are for
     # worker logs (and for --verbose), not for a terminal.
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("orchestrator.store").setLevel(logging.INFO if args.verbose else logging.ERROR)
+    logging.getLogger("sweepcore.store").setLevel(logging.INFO if args.verbose else logging.ERROR)
     try:
         return int(args.func(args) or 0)
     except (SpecError, StoreError, UsageError) as exc:
@@ -49,7 +46,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         print("transfer-sweep: interrupted; committed results are kept, run `resume` to finish",
               file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+
+
+ADDRESS_HELP = ("Ray cluster address, or auto for the cluster running on this machine "
+                "(default: start a private local Ray)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,14 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("run", help="run a sweep on Ray (local by default)")
     spec_args(sp)
     store_arg(sp)
-    sp.add_argument("--address", help="Ray cluster address, or auto for the cluster running on this machine (default: start a private local Ray)")
+    sp.add_argument("--address", help=ADDRESS_HELP)
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("resume", help="finish a sweep: continue its Tune experiment, then run whatever "
                         "is still not committed")
     sp.add_argument("sweep", help="sweep name")
     store_arg(sp)
-    sp.add_argument("--address", help="Ray cluster address, or auto for the cluster running on this machine (default: start a private local Ray)")
+    sp.add_argument("--address", help=ADDRESS_HELP)
     sp.set_defaults(func=cmd_resume)
 
     sp = sub.add_parser("status", help="done / running / failed / pending, from the store only")
@@ -97,57 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("report", help="figures and the paper's claims, from the results")
     sp.add_argument("sweep", help="sweep name")
     store_arg(sp)
-    sp.add_argument("--out", help="output folder (default: <store>/sweeps/<name>/report when local, else ./report-<name>)")
+    sp.add_argument("--out", help="output folder (default: <store>/sweeps/<name>/report when local, "
+                    "else ./report-<name>)")
     sp.add_argument("--metric", choices=("top1_paper", "top1_final"), default="top1_paper")
     sp.set_defaults(func=cmd_report)
-    from orchestrator.data_cli import add_data_parser  # `data prepare ...`: its own module
-    add_data_parser(sub)
+    add_data_parser(sub)  # `data prepare ...`
     return p
-
-
-# --- helpers -------------------------------------------------------------------------------------
-def _absolute(uri: str) -> str:
-    """Local store paths are made absolute: Ray workers do not share the driver's working directory."""
-    return uri if "://" in uri else os.path.abspath(uri)
-
-
-def _load(args) -> SweepSpec:
-    spec = load_spec(args.spec, tuple(args.set))
-    spec = spec.model_copy(update={"store": _absolute(getattr(args, "store", None) or spec.store)})
-    if getattr(args, "endpoint", None):
-        spec = spec.model_copy(update={"endpoint": args.endpoint})
-    return spec
-
-
-def _stored_spec(args) -> SweepSpec:
-    """The spec a sweep was last run with, read back from the store."""
-    store_uri = _absolute(args.store or "./store")
-    store = open_store(store_uri, args.endpoint)
-    path = f"{sweep_prefix(args.sweep)}/spec.yaml"
-    try:
-        raw = yaml.safe_load(store.read_bytes(path))
-    except FileNotFoundError:
-        raise UsageError(f"no sweep named {args.sweep!r} in store {store_uri} "
-                         f"(it has: {', '.join(_sweeps(store)) or 'none'})") from None
-    raw["store"], raw["endpoint"] = store_uri, args.endpoint or raw.get("endpoint")
-    return parse_spec(raw, source=store.uri(path))
-
-
-def _sweeps(store) -> list[str]:
-    return sorted({p.split("/")[1] for p in store.list("sweeps") if p.endswith("/spec.yaml")})
-
-
-def _record_spec(spec: SweepSpec, store) -> None:
-    raw = spec.model_dump(mode="json")
-    store.write_bytes(f"{sweep_prefix(spec.name)}/spec.yaml", yaml.safe_dump(raw, sort_keys=False).encode())
 
 
 # --- commands ------------------------------------------------------------------------------------
 def plan_estimate(spec: SweepSpec, plan: Plan):
     """The plan's cost on this machine: committed trials of a local store count as done and calibrate
     the per-step costs; a remote store is not contacted (planning stays offline)."""
-    from orchestrator.estimate import estimate
-    from orchestrator.records import read_results
+    from orchestrator.estimate import estimate  # noqa: PLC0415 (estimates only for `plan`)
+    from sweepcore.records import read_results  # noqa: PLC0415 (estimates only for `plan`)
     rows: list[dict] = []
     if "://" not in spec.store and Path(spec.store, "results").is_dir():
         try:
@@ -162,7 +126,7 @@ def plan_estimate(spec: SweepSpec, plan: Plan):
 
 
 def cmd_plan(args) -> int:
-    spec = _load(args)
+    spec = spec_from_args(args)
     plan = make_plan(spec)
     c = counts(plan)
     cost = plan_estimate(spec, plan)
@@ -194,23 +158,23 @@ def cmd_run(args) -> int:
     if is_jobs_address(args.address):
         raise UsageError(f"--address {args.address} is a dashboard (Jobs API) URL: `transfer-sweep submit` "
                          "runs the driver there; `run --address` takes a Ray address such as host:6379")
-    return _run(_load(args), args.address)
+    return _run(spec_from_args(args), args.address)
 
 
 def cmd_resume(args) -> int:
     if is_jobs_address(args.address):  # a dashboard URL: run the driver on the cluster, as `submit` does
-        from orchestrator.submit import submit_spec
-        return submit_spec(_stored_spec(args), args.address)
-    return _run(_stored_spec(args), args.address, restore=True)
+        from orchestrator.submit import submit_spec  # noqa: PLC0415 (Jobs API only for a dashboard URL)
+        return submit_spec(stored_spec(args.sweep, args.store, args.endpoint), args.address)
+    return _run(stored_spec(args.sweep, args.store, args.endpoint), args.address, restore=True)
 
 
 def _run(spec: SweepSpec, address: Optional[str], restore: bool = False) -> int:
-    from orchestrator.progress import SweepProgress  # rich live display: only for commands that run
-    from orchestrator.schedule import ProgressCallback, run_plan
+    from orchestrator.progress import SweepProgress  # rich live display: only for commands that run  # noqa: PLC0415 (Rich live display only for commands that run)
+    from orchestrator.schedule import ProgressCallback, run_plan  # noqa: PLC0415 (Ray only for commands that run)
 
     plan = make_plan(spec)
     store = open_store(spec.store, spec.endpoint)
-    _record_spec(spec, store)
+    record_spec(spec, store)
     console = Console(stderr=True)
     holder: dict = {}
 
@@ -243,12 +207,12 @@ def _run(spec: SweepSpec, address: Optional[str], restore: bool = False) -> int:
 
 
 def cmd_status(args) -> int:
-    from orchestrator.status import print_status
+    from orchestrator.status import print_status  # noqa: PLC0415 (status only)
 
-    spec = _stored_spec(args)
+    spec = stored_spec(args.sweep, args.store, args.endpoint)
     code = print_status(spec, make_plan(spec), open_store(spec.store, spec.endpoint), Console())
     if args.address:
-        from orchestrator.submit import print_job_state
+        from orchestrator.submit import print_job_state  # noqa: PLC0415 (Jobs API only with --address)
         print_job_state(spec, args.address, Console())
     return code
 
@@ -256,9 +220,9 @@ def cmd_status(args) -> int:
 def base_curves(store, results):
     """The learning curves (key, step, top1, ...) of the bases among the results, as one Arrow table
     (None when there is none)."""
-    import pyarrow as pa
+    import pyarrow as pa  # noqa: PLC0415 (Arrow only for `report`)
 
-    from orchestrator.records import read_curve
+    from sweepcore.records import read_curve  # noqa: PLC0415 (Arrow only for `report`)
     if results.empty or "treatment" not in results.columns:
         return None
     tables = [t for key in results.loc[results.treatment == "base", "key"]
@@ -267,13 +231,13 @@ def base_curves(store, results):
 
 
 def cmd_report(args) -> int:
-    import pandas as pd
-    import pyarrow.parquet as pq
+    import pandas as pd  # noqa: PLC0415 (pandas only for `report`)
+    import pyarrow.parquet as pq  # noqa: PLC0415 (Arrow only for `report`)
 
-    from orchestrator.report import write_report
-    from orchestrator.records import read_results
+    from orchestrator.report import write_report  # noqa: PLC0415 (matplotlib only for `report`)
+    from sweepcore.records import read_results  # noqa: PLC0415 (Arrow only for `report`)
 
-    spec = _stored_spec(args)
+    spec = stored_spec(args.sweep, args.store, args.endpoint)
     plan: Plan = make_plan(spec)
     store = open_store(spec.store, spec.endpoint)
     table = read_results(store, set(plan.by_key()))
@@ -305,7 +269,4 @@ def cmd_report(args) -> int:
 
 
 if __name__ == "__main__":
-    # `python -m orchestrator.cli` runs this file as __main__; use the importable module instead, so that
-    # errors raised by modules that import orchestrator.cli (submit.py) are the ones main() catches.
-    from orchestrator.cli import main as _main
-    sys.exit(_main())
+    sys.exit(main())

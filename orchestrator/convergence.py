@@ -16,7 +16,7 @@ every curve, however short (measured: at most +0.5 pp over the last 20 % for 5- 
 final accuracies differ by 9 pp). The selffer tests measure what extra training buys directly and are
 the ones that usually fail.
 
-All three are pure functions of a prepared results table (orchestrator/stats.prepare) and, for the
+All three are pure functions of a prepared results table (orchestrator/stats.pair_with_bases) and, for the
 plateau, of the bases' learning curves (curve rows: key, step, top1).
 """
 from __future__ import annotations
@@ -144,9 +144,9 @@ def check_convergence(prepared: pd.DataFrame, curves: Optional[pd.DataFrame] = N
                      for n in sorted(plus["n"].unique()))
     above = [pt for pt in finetune if pt.diff.mean > FINETUNE_TOL]
     if above:
-        worst = max(above, key=lambda pt: pt.diff.mean)
+        largest = max(above, key=lambda pt: pt.diff.mean)
         problems.append(f"BnB+ − base above {FINETUNE_TOL * 100:.1f} pp at {len(above)} of {len(finetune)} n "
-                        f"(largest {worst.label} = {worst.diff.mean * 100:+.2f} pp)")
+                        f"(largest {largest.label} = {largest.diff.mean * 100:+.2f} pp)")
     if selffer is None and not finetune and not random_bases:
         return Convergence(NOT_CHECKED, (), curves_)
     return Convergence(UNDER_TRAINED if problems else CONVERGED, tuple(problems), curves_, selffer, finetune)

@@ -2,17 +2,19 @@
 
 Kept out of cli.py (which calls `add_data_parser` once) so the data commands grow without touching
 the sweep commands. Errors are one line on stderr: exit 2 for a bad command line or source folder
-(like every other usage error), exit 1 when some shards failed (rerun the same command to resume).
+(a PrepareError, which cli.main reports like every other usage error), exit 1 when some shards
+failed (rerun the same command to resume).
 """
 from __future__ import annotations
 
-import os
+import argparse
 import sys
 
-EXIT_USAGE, EXIT_FAILED = 2, 1
+from orchestrator.errors import EXIT_FAILED
+from sweepcore.store import absolute_uri
 
 
-def add_data_parser(sub) -> None:
+def add_data_parser(sub: argparse._SubParsersAction) -> None:
     """Add `data prepare ...` to the CLI's sub-parsers."""
     data = sub.add_parser("data", help="prepare datasets in the store")
     actions = data.add_subparsers(dest="data_command", required=True)
@@ -33,32 +35,25 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def cmd_data_prepare(args) -> int:
-    """Run `data prepare`; usage problems exit 2 with one line, failed shards exit 1."""
-    from orchestrator.prepare import PrepareError, prepare_fashion_animals, prepare_imagenet
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    """Run `data prepare`; usage problems raise PrepareError (exit 2), failed shards exit 1."""
+    from orchestrator.prepare import PrepareError, describe, prepare_fashion_animals, prepare_imagenet  # noqa: PLC0415 (Ray and Pillow only for `data prepare`)
 
-    store = args.store if "://" in args.store else os.path.abspath(args.store)  # Ray workers' cwd differs
-    try:
-        if args.dataset == "fashion-animals":
-            if args.src:
-                raise PrepareError("--src is only for imagenet (fashion-animals reads its installed sources)")
-            info = prepare_fashion_animals(store, args.endpoint)
-            print(f"fashion-animals: {info['train']} train + {info['test']} test images in {info['uri']} "
-                  f"({info['committed_now']} objects committed now)")
-            return 0
-        if not args.src:
-            raise PrepareError("data prepare imagenet needs --src DIR (the ILSVRC-2012 folder)")
-        summary = prepare_imagenet(args.src, store, args.endpoint, args.shard_size, args.address, echo=_say)
-    except PrepareError as exc:
-        # printed here rather than raised to cli.main: `python -m orchestrator.cli` runs cli as __main__,
-        # whose UsageError would be a different class from the one this module could import
-        print(f"transfer-sweep: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    store = absolute_uri(args.store)
+    if args.dataset == "fashion-animals":
+        if args.src:
+            raise PrepareError("--src is only for imagenet (fashion-animals reads its installed sources)")
+        info = prepare_fashion_animals(store, args.endpoint)
+        print(f"fashion-animals: {info['train']} train + {info['test']} test images in {info['uri']} "
+              f"({info['committed_now']} objects committed now)")
+        return 0
+    if not args.src:
+        raise PrepareError("data prepare imagenet needs --src DIR (the ILSVRC-2012 folder)")
+    summary = prepare_imagenet(args.src, store, args.endpoint, args.shard_size, args.address, echo=_say)
     if summary["failed"]:
         _say(f"{len(summary['failed'])} shards failed (first: {summary['failed'][0]}); the others are "
              f"committed: run the same command again to finish")
         return EXIT_FAILED
-    from workers.imagenet import describe  # noqa: PLC0415 (no torch)
     d = describe(summary["manifest"])
     print(f"imagenet {d['hash']}: {d['classes']} classes, {d['train']} train + {d['val']} val images in "
           f"{d['shards']['train']} + {d['shards']['val']} shards ({summary['prepared']} prepared now, "

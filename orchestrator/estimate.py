@@ -16,8 +16,9 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from orchestrator.plan import Plan, Trial
-from orchestrator.spec import DATASETS
+from orchestrator.plan import Plan
+from sweepcore.settings import TrialSettings
+from sweepcore.vocabulary import ALL_HALF, dataset_info
 
 REFERENCE_CPU = "AMD EPYC (2 vCPUs, AVX2, no AVX-512), torch 2.13.0+cpu, 1 thread per trial"
 # seconds per SGD step at batch 128 by the number of frozen leading layers (0 = every layer trains)
@@ -30,7 +31,7 @@ REFERENCE_EVAL_SECONDS_PER_IMAGE = 2.24e-4
 # writes checkpoints, progress and its curve to the store. Measured on the same machine: the 132
 # trials of sweeps/converged.yaml took this many times the bench's prediction in total.
 SWEEP_OVERHEAD = 1.39
-REFERENCE_MODEL = {"arch": "small", "widths": [16, 32, 48, 48, 32], "fc_width": 256}
+REFERENCE_MODEL = {"arch": "small", "widths": (16, 32, 48, 48, 32), "fc_width": 256}
 REFERENCE_BATCH = 128
 
 
@@ -59,53 +60,53 @@ class Estimate:
                 f"  from per-step costs {cal}")
 
 
-def steps_of(trial: Trial) -> int:
+def _classes(settings: TrialSettings) -> int:
+    total = dataset_info(settings.dataset).num_classes
+    return total if settings.target_half == ALL_HALF else total // 2
+
+
+def steps_of(settings: TrialSettings) -> int:
     """SGD iterations of a trial: `iterations`, or epochs of its target half's training images."""
-    train = trial.settings["train"]
-    if train["iterations"] is not None:
-        return int(train["iterations"])
-    info = DATASETS[trial.settings["dataset"]]
-    classes = info["num_classes"] if trial.target_half == "all" else info["num_classes"] // 2
-    return math.ceil(float(train["epochs"]) * classes * info["train_per_class"] / int(train["batch_size"]))
+    train = settings.train
+    if train.iterations is not None:
+        return int(train.iterations)
+    per_class = dataset_info(settings.dataset).train_per_class
+    return math.ceil(float(train.epochs or 0) * _classes(settings) * per_class / train.batch_size)
 
 
-def evaluations_of(trial: Trial) -> int:
+def evaluations_of(settings: TrialSettings) -> int:
     """Evaluations of a trial: every eval_every steps and at the last step."""
-    steps, every = steps_of(trial), int(trial.settings["train"]["eval_every"])
+    steps, every = steps_of(settings), settings.train.eval_every
     return steps // every + (1 if steps % every else 0)
 
 
-def reference_seconds(trial: Trial) -> Optional[float]:
+def reference_seconds(settings: TrialSettings) -> Optional[float]:
     """Predicted single-thread seconds of a trial from the reference table; None when the table does not
     apply (another network, a GPU trial)."""
-    s = trial.settings
-    model = {k: s["model"][k] for k in REFERENCE_MODEL}
-    if model != REFERENCE_MODEL or s["runtime"]["device"] != "cpu":
+    model = {k: getattr(settings.model, k) for k in REFERENCE_MODEL}
+    if model != REFERENCE_MODEL or settings.runtime.device != "cpu":
         return None
-    frozen = int(s["n"]) if s["frozen"] else 0
-    info = DATASETS[s["dataset"]]
-    classes = info["num_classes"] if trial.target_half == "all" else info["num_classes"] // 2
-    batch = int(s["train"]["batch_size"]) / REFERENCE_BATCH
+    frozen = settings.n if settings.frozen else 0
+    batch = settings.train.batch_size / REFERENCE_BATCH
     step = REFERENCE_STEP_SECONDS[frozen] * batch
-    return SWEEP_OVERHEAD * (steps_of(trial) * step + evaluations_of(trial) * classes * info["test_per_class"]
+    test_images = _classes(settings) * dataset_info(settings.dataset).test_per_class
+    return SWEEP_OVERHEAD * (steps_of(settings) * step + evaluations_of(settings) * test_images
                              * REFERENCE_EVAL_SECONDS_PER_IMAGE)
 
 
-def calibration(plan: Plan, committed_rows: Iterable[dict]) -> tuple[float, int]:
+def calibration(committed_rows: Iterable[dict]) -> tuple[float, int]:
     """measured / predicted wall seconds over committed rows whose settings the reference covers (any
     sweep: a row's settings_json is enough), and how many rows that is; (1.0, 0) without any."""
     measured = predicted = 0.0
     count = 0
     for row in committed_rows:
         try:
-            settings = json.loads(row["settings_json"])
-            trial = Trial(row["key"], row["name"], row["treatment"], row["split"], row["target_half"],
-                          row["source_half"], int(row["n"]), int(row["seed"]), row["base_key"], settings)
-            ref = reference_seconds(trial)
+            settings = TrialSettings.from_dict(json.loads(row["settings_json"]))
+            ref = reference_seconds(settings)
         except (KeyError, TypeError, ValueError):
             continue  # a row this table does not describe: it cannot calibrate
         wall = row.get("wall_seconds")
-        if ref and wall and wall > 0 and int(settings["runtime"]["threads"]) == 1:
+        if ref and wall and wall > 0 and settings.runtime.threads == 1:
             measured, predicted, count = measured + float(wall), predicted + ref, count + 1
     return (measured / predicted, count) if count else (1.0, 0)
 
@@ -114,15 +115,15 @@ def estimate(plan: Plan, committed: set[str], slots: int, committed_rows: Iterab
     """The cost of the plan's trials not in `committed`, on `slots` concurrent single-thread trials."""
     todo = [t for t in plan.trials if t.key not in committed]
     done = len(plan) - len(todo)
-    seconds = [reference_seconds(t) for t in todo]
-    if any(s is None for s in seconds):
+    seconds = {t.key: reference_seconds(t.settings) for t in todo}
+    if any(s is None for s in seconds.values()):
         return Estimate(len(todo), done, math.nan, math.nan, slots, 1.0, 0,
                         note="per-step costs are measured for the small network on CPU only")
-    factor, count = calibration(plan, committed_rows)
-    cost = {t.key: s * factor for t, s in zip(todo, seconds)}
+    factor, count = calibration(committed_rows)
+    cost = {key: (s or 0.0) * factor for key, s in seconds.items()}
     slots = max(1, slots)
     total = sum(cost.values())
     # bases run first; a dependent cannot finish before its base: the wall time is at least the longest
     # base plus its longest dependent
-    chain = max((cost.get(t.base_key, 0.0) + cost[t.key] for t in todo), default=0.0)
+    chain = max((cost.get(t.base_key or "", 0.0) + cost[t.key] for t in todo), default=0.0)
     return Estimate(len(todo), done, total, max(total / slots, chain), slots, factor, count)

@@ -31,8 +31,9 @@ PAPER_BASE_SD = 0.0055  # sd of the paper's 8 random-half bases
 
 
 # (split, target_half, source_half, treatment) of each reference column; random halves are expanded below.
-_REFERENCE_ROWS = {
-    "BnB": "selffer", "AnB": "transfer", "BnB+": "selffer+", "AnB+": "transfer+",
+# The random-split columns: which treatment each is; the others: (split, target, source, treatment).
+_RANDOM_SPLIT_ROWS = {"BnB": "selffer", "AnB": "transfer", "BnB+": "selffer+", "AnB+": "transfer+"}
+_OTHER_ROWS: dict[str, tuple[str, str, Optional[str], str]] = {
     "natural←man-made": ("natman", "B", "A", "transfer"), "man-made←natural": ("natman", "A", "B", "transfer"),
     "random (all classes)": ("all", "all", None, "random"),
 }
@@ -59,15 +60,15 @@ def paper_results(values: Optional[dict] = None, dataset: str = "imagenet") -> p
         add(split, target, None, "base", 0, PAPER_REFERENCE["BnB"][0] + PAPER_BASE_SD * zi)
         other = "A" if target == "B" else "B"
         for column in ("BnB", "AnB", "BnB+", "AnB+"):
-            treatment = _REFERENCE_ROWS[column]
+            treatment = _RANDOM_SPLIT_ROWS[column]
             source = target if treatment.startswith("selffer") else other
             for n in range(1, 8):
                 add(split, target, source, treatment, n, table[column][n])
     for column in ("natural←man-made", "man-made←natural", "random (all classes)"):
-        split, target, source, treatment = _REFERENCE_ROWS[column]
+        split, target, other_source, treatment = _OTHER_ROWS[column]
         add(split, target, None, "base", 0, table[column][0])
         for n in range(1, 8):
-            add(split, target, source, treatment, n, table[column][n])
+            add(split, target, other_source, treatment, n, table[column][n])
     df = pd.DataFrame(rows)
     df.insert(0, "key", [f"k{i:04d}" for i in range(len(df))])
     df.insert(1, "name", [f"{t} n={n} {s} {h}" for t, n, s, h in

@@ -6,54 +6,64 @@ worker), then one more task merges the per-class pixel sums into the mean image 
 manifest. The source folder must be readable at the same path on every Ray node (one machine, or a
 shared file system); the shards go to the store, which every node reaches.
 
-The decoding itself is workers/imagenet.py, imported lazily: this module never imports torch (and
-workers.imagenet does not either).
+The decoding itself is workers/imagenet/prepare.py (numpy and Pillow, no torch). Like the trainable
+of schedule.py, the `_*_task` functions below are the only places this module reaches into `workers`:
+they are what Ray runs on a worker (or this process runs inline), and they import lazily.
 """
 from __future__ import annotations
 
-import logging
-import os
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
-from orchestrator.store import dataset_prefix, open_store
+from orchestrator.errors import UsageError
+from sweepcore.layout import dataset_prefix
+from sweepcore.store import open_store
 
 SHARD_RETRIES = 3
+IMAGENET = "imagenet"
 
 
-class PrepareError(Exception):
+class PrepareError(UsageError):
     """A user-facing one-line problem with a `data prepare` command (bad source folder, missing data)."""
 
 
-def _shard_task(job, store_uri: str, endpoint: Optional[str]) -> dict:
-    from workers.imagenet import prepare_shard  # noqa: PLC0415 (runs on a Ray worker)
+def _scan_task(src: str, shard_size: int) -> tuple[Any, list]:
+    from workers.imagenet import prepare  # noqa: PLC0415 (the boundary to workers: see module doc)
+    try:
+        source = prepare.scan_source(src)
+        return source, prepare.shard_jobs(source, shard_size)
+    except prepare.SourceError as exc:
+        raise PrepareError(str(exc)) from None
+
+
+def _shard_task(job: Any, store_uri: str, endpoint: Optional[str]) -> dict:
+    from workers.imagenet.prepare import prepare_shard  # noqa: PLC0415 (runs on a Ray worker)
     return prepare_shard(job, open_store(store_uri, endpoint, check=False))
 
 
-def _finish_task(source, jobs, store_uri: str, endpoint: Optional[str]) -> dict:
-    from workers.imagenet import finish  # noqa: PLC0415 (runs on a Ray worker)
-    return finish(open_store(store_uri, endpoint, check=False), source, jobs)
+def _merge_task(source: Any, jobs: list, store_uri: str, endpoint: Optional[str]) -> dict:
+    from workers.imagenet.prepare import merge_shards  # noqa: PLC0415 (runs on a Ray worker)
+    return merge_shards(open_store(store_uri, endpoint, check=False), source, jobs)
 
 
-def _connect(address: Optional[str]) -> bool:
-    """Connect to `address` (or start a local Ray); True when this call started the connection."""
-    import ray
-    if ray.is_initialized():
-        return False
-    kwargs = dict(log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(include_dashboard=False, _temp_dir=os.environ.get("TRANSFER_SWEEP_RAY_TMP"), **kwargs)
-    return True
+def _fashion_animals_task(store_uri: str, endpoint: Optional[str]) -> dict:
+    from workers.data import publish_arrays  # noqa: PLC0415 (numpy only: no torch)
+    try:
+        return publish_arrays("fashion-animals", open_store(store_uri, endpoint))
+    except (FileNotFoundError, ValueError) as exc:
+        raise PrepareError(str(exc)) from None
 
 
-def _run_on_ray(todo, source, jobs, store_uri, endpoint, address, echo) -> tuple[list[dict], list[str], dict]:
-    import ray
-    started = _connect(address)
+def _run_on_ray(todo, source, jobs, store_uri, endpoint, address,
+                echo) -> tuple[list[dict], list[str], Optional[dict]]:
+    import ray  # noqa: PLC0415 (Ray only when shards are prepared on it)
+
+    from orchestrator.ray_session import connect  # noqa: PLC0415 (imports Ray)
+    started, _ = connect(address, dashboard=False)
     try:
         shard = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES)(_shard_task)
         pending = {shard.remote(job, store_uri, endpoint): job for job in todo}
-        metas, errors = [], []
+        metas: list[dict] = []
+        errors: list[str] = []
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ready[0])
@@ -65,7 +75,7 @@ def _run_on_ray(todo, source, jobs, store_uri, endpoint, address, echo) -> tuple
                 echo(f"FAILED {errors[-1]}")
         manifest = None
         if not errors:
-            merge = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES)(_finish_task)
+            merge = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES)(_merge_task)
             manifest = ray.get(merge.remote(source, jobs, store_uri, endpoint))
         return metas, errors, manifest
     finally:
@@ -73,12 +83,12 @@ def _run_on_ray(todo, source, jobs, store_uri, endpoint, address, echo) -> tuple
             ray.shutdown()
 
 
-def _run_inline(todo, source, jobs, store_uri, endpoint, echo) -> tuple[list[dict], list[str], dict]:
+def _run_inline(todo, source, jobs, store_uri, endpoint, echo) -> tuple[list[dict], list[str], Optional[dict]]:
     metas = []
     for job in todo:
         metas.append(_shard_task(job, store_uri, endpoint))
         echo(_progress(job, metas[-1], len(metas), len(todo)))
-    return metas, [], _finish_task(source, jobs, store_uri, endpoint)
+    return metas, [], _merge_task(source, jobs, store_uri, endpoint)
 
 
 def _progress(job, meta: dict, done: int, total: int) -> str:
@@ -94,20 +104,14 @@ def prepare_imagenet(src: str, store_uri: str, endpoint: Optional[str] = None, s
     Returns {"hash", "shards", "prepared", "reused", "failed": [lines], "manifest": dict or None}.
     `inline` runs the shards in this process instead of on Ray (tests, debugging).
     """
-    from workers import imagenet  # noqa: PLC0415 (numpy + Pillow only: no torch)
-
-    try:
-        source = imagenet.scan_source(src)
-        jobs = imagenet.shard_jobs(source, shard_size)
-    except imagenet.SourceError as exc:
-        raise PrepareError(str(exc)) from None
+    source, jobs = _scan_task(src, shard_size)
     store = open_store(store_uri, endpoint)
-    prefix = dataset_prefix(imagenet.NAME, jobs[0].digest)
+    prefix = dataset_prefix(IMAGENET, jobs[0].digest)
     committed = set(store.list(prefix))
     todo = [job for job in jobs if f"{job.stem}.json" not in committed]
     echo(f"imagenet {jobs[0].digest}: {len(source.classes)} classes, {len(source.items)} images in "
          f"{len(jobs)} shards; {len(jobs) - len(todo)} already in {store.uri()}, {len(todo)} to prepare")
-    done_before = not todo and f"{prefix}/{imagenet.MANIFEST}" in committed
+    done_before = not todo and f"{prefix}/manifest.json" in committed
     if inline or done_before:  # nothing to decode or merge: no reason to start Ray
         metas, errors, manifest = _run_inline(todo, source, jobs, store.root, endpoint, echo)
     else:
@@ -119,23 +123,12 @@ def prepare_imagenet(src: str, store_uri: str, endpoint: Optional[str] = None, s
 
 def prepare_fashion_animals(store_uri: str, endpoint: Optional[str] = None) -> dict:
     """Build (or reuse) the fashion-animals arrays and make sure the store holds them.
+    Returns prefix, uri, committed_now, train and test image counts."""
+    return _fashion_animals_task(store_uri, endpoint)
 
-    `prepared_arrays` commits only when it builds; when this machine's cache already had them the
-    store may still lack them, so they are committed here (create-only, identical bytes).
-    """
-    from workers import data  # noqa: PLC0415 (numpy only: no torch)
 
-    store = open_store(store_uri, endpoint)
-    name = "fashion-animals"
-    try:
-        arrays = data.prepared_arrays(name, store)
-    except (FileNotFoundError, ValueError) as exc:
-        raise PrepareError(str(exc)) from None
-    prefix = dataset_prefix(name, data.dataset_spec(name).content_hash())
-    created = 0
-    if not store.exists(f"{prefix}/{data.MANIFEST}"):
-        for n in data.ARRAY_NAMES:
-            created += store.commit_bytes(f"{prefix}/{n}.npy", data._npy_bytes(arrays[n]))
-        created += store.commit_bytes(f"{prefix}/{data.MANIFEST}", data._manifest(arrays))
-    return {"prefix": prefix, "uri": store.uri(prefix), "committed_now": created,
-            "train": int(arrays["train_x"].shape[0]), "test": int(arrays["test_x"].shape[0])}
+def describe(manifest: dict) -> dict[str, Any]:
+    """A short summary of a prepared ImageNet manifest: hash, classes, counts, shards, skipped."""
+    return {"hash": manifest["hash"], "classes": manifest["num_classes"], "train": manifest["counts"]["train"],
+            "val": manifest["counts"]["val"], "shards": {s: len(v) for s, v in manifest["shards"].items()},
+            "skipped": len(manifest["skipped"])}

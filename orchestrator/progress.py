@@ -22,7 +22,8 @@ class SweepProgress:
 
     def __init__(self, console: Console, total: int, already_done: int, name: str):
         self.console, self.total = console, total
-        self.n_done, self.n_failed, self.running = already_done, 0, set()
+        self.n_done, self.n_failed = already_done, 0
+        self.running: set[str] = set()
         self.bar = make_bar(console)
         self.task = self.bar.add_task(name, total=total, completed=already_done, **self._fields())
         self.started_at = time.monotonic()

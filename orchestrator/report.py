@@ -10,7 +10,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import matplotlib
 
@@ -23,15 +23,22 @@ from orchestrator.claims import NATMAN_DIRECTIONS, Claim, check_claims, check_st
 from orchestrator.convergence import convergence_md  # noqa: E402
 from orchestrator.paper import PAPER_BASE_SD, PAPER_REFERENCE, paper_results  # noqa: E402
 from orchestrator.stats import (  # noqa: E402
-    ALL, CI_METHOD, CONTRAST_METHOD, NATMAN, RANDOM_SPLIT, REQUIRED, describe, noise_level, prepare,
-    significance)
+    ALL,
+    CI_METHOD,
+    CONTRAST_METHOD,
+    NATMAN,
+    RANDOM_SPLIT,
+    REQUIRED,
+    describe,
+    noise_level,
+    pair_with_bases,
+    significance,
+)
+from sweepcore.vocabulary import TREATMENT_LABEL, TREATMENTS  # noqa: E402
 
 X_LABEL = "layer n at which the network is cut"
-TREATMENT_LABEL = {"base": "base", "selffer": "BnB", "selffer+": "BnB+", "transfer": "AnB",
-                   "transfer+": "AnB+", "random": "random"}
-ORDER = ("base", "selffer", "selffer+", "transfer", "transfer+", "random")
 # The paper's Figure 2 colours and markers; offset = the per-treatment horizontal jitter.
-STYLE = {
+STYLE: dict[str, dict[str, Any]] = {
     "base": dict(label="base, n = 0", color="white", marker="o", offset=0.0),
     "selffer": dict(label="BnB selffer, frozen", color="#1f3fbf", marker="o", offset=-0.21),
     "selffer+": dict(label="BnB+ selffer, fine-tuned", color="#7fb8ff", marker="o", offset=-0.07),
@@ -113,7 +120,7 @@ def series_label(family: str, target: str, treatment: str) -> str:
 
 def summarize(results: pd.DataFrame, metric: str = "top1_paper") -> pd.DataFrame:
     """Long table: one row per (dataset, family, target, treatment, n) with count, mean, sd, 95% CI."""
-    p = prepare(results, metric)
+    p = pair_with_bases(results, metric)
     cols = ["dataset", "family", "target", "treatment", "series", "n", "count", "mean", "sd", "ci_low",
             "ci_high"]
     if p.empty:
@@ -124,7 +131,7 @@ def summarize(results: pd.DataFrame, metric: str = "top1_paper") -> pd.DataFrame
         rows.append({"dataset": ds, "family": fam, "target": tgt, "treatment": tr,
                      "series": series_label(fam, tgt, tr), "n": int(n), **describe(g["value"])})
     out = pd.DataFrame(rows, columns=cols)
-    rank = out["treatment"].map(lambda t: ORDER.index(t) if t in ORDER else len(ORDER))
+    rank = out["treatment"].map(lambda t: TREATMENTS.index(t) if t in TREATMENTS else len(TREATMENTS))
     fam_rank = out["family"].map(lambda f: {RANDOM_SPLIT: 0, NATMAN: 1, ALL: 2}.get(f, 3))
     # The paper's column order: natural<-man-made (target B) before man-made<-natural (target A).
     tgt_rank = [(-ord(t[0]) if f == NATMAN and t else 0, t) for f, t in zip(out.family, out.target)]
@@ -199,7 +206,7 @@ def missing_md(missing: pd.DataFrame, planned_total: int, cap: int = MISSING_NAM
     if missing.empty:
         return f"All {planned_total} planned trials have a result."
     counts = missing["treatment"].value_counts()
-    order = sorted(counts.index, key=lambda t: ORDER.index(t) if t in ORDER else len(ORDER))
+    order = sorted(counts.index, key=lambda t: TREATMENTS.index(t) if t in TREATMENTS else len(TREATMENTS))
     lines = [f"{len(missing)} of {planned_total} planned trials have no result yet.", "",
              "| treatment | missing |", "|---|---|"] + [f"| {t} | {counts[t]} |" for t in order] + [""]
     label = missing["name"] if "name" in missing.columns else missing["key"]
@@ -363,7 +370,7 @@ def claims_md(claims: list[Claim], noise_text: str) -> str:
 
 
 def _verdict_counts(claims: list[Claim]) -> str:
-    counts = {}
+    counts: dict[str, int] = {}
     for c in claims:
         counts[c.verdict] = counts.get(c.verdict, 0) + 1
     return ", ".join(f"{v} {k}" for k, v in counts.items())
@@ -398,7 +405,7 @@ def write_report(results: pd.DataFrame, out_dir: Union[str, Path], planned: Opti
         if outside.any():
             notes.append(f"{int(outside.sum())} result row(s) of trials outside the plan were ignored.")
         results = results[~outside]
-    prepared = prepare(results, metric)
+    prepared = pair_with_bases(results, metric)
     summary = summarize(results, metric)
     files, all_claims, convergence = [], [], {}
     md = [f"# {title}", "",

@@ -1,6 +1,6 @@
 """Run a plan as one Ray Tune experiment, releasing each trial the moment its base is committed.
 
-This is the only module that imports Ray. Tune has no notion of dependencies between trials
+Tune has no notion of dependencies between trials
 (ray-project/ray#23654), so a Searcher does it: `suggest()` hands out a trial only once its base's
 result is in the store, returns None while everything left is waiting, and FINISHED when nothing is
 left. There is no barrier between bases and transfers: a transfer starts seconds after its base.
@@ -25,10 +25,13 @@ import ray
 from ray import tune
 from ray.tune.search import Searcher
 
-from orchestrator.plan import Plan, Trial
+from orchestrator.plan import Plan, PlannedTrial
+from orchestrator.ray_session import connect
 from orchestrator.spec import SweepSpec
-from orchestrator.store import open_store, sweep_prefix
-from orchestrator.records import committed_keys, read_result, record_attempt, record_failure
+from sweepcore.layout import sweep_prefix
+from sweepcore.records import committed_keys, read_result, record_attempt, record_failure
+from sweepcore.settings import TrialSettings
+from sweepcore.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +55,12 @@ class RunSummary:
 class DependencySearcher(Searcher):
     """Hands out pending trials in plan order as soon as their base trial has committed a result."""
 
-    def __init__(self, trials: list[Trial], done: set[str], store_uri: str, endpoint: Optional[str]):
+    def __init__(self, trials: list[PlannedTrial], done: set[str], store_uri: str, endpoint: Optional[str]):
         super().__init__()  # no metric: this searcher orders work, it does not optimise
         self.pending = list(trials)
         self.done = set(done)
         self.failed: set[str] = set()
-        self.blocked: list[Trial] = []
+        self.blocked: list[PlannedTrial] = []
         self.running: dict[str, str] = {}  # tune trial id -> key
         self.store_uri, self.endpoint = store_uri, endpoint
 
@@ -66,7 +69,7 @@ class DependencySearcher(Searcher):
             if trial.base_key is None or trial.base_key in self.done:
                 del self.pending[i]
                 self.running[trial_id] = trial.key
-                return {"settings": trial.settings, "store_uri": self.store_uri, "endpoint": self.endpoint}
+                return {"settings": trial.settings.to_dict(), "store_uri": self.store_uri, "endpoint": self.endpoint}
         self._block_orphans()
         if not self.pending:
             return Searcher.FINISHED
@@ -98,18 +101,19 @@ class DependencySearcher(Searcher):
 
 
 def _trainable(config: dict) -> None:
-    """Tune trainable: run one trial in this worker. Imports torch lazily so the driver never does."""
+    """Tune trainable: run one trial in this worker. The one place the driver's code reaches into
+    `workers`, lazily, so the driver never imports torch."""
     from workers.trial import run_trial  # noqa: PLC0415 (the driver must not import torch)
 
-    settings = config["settings"]
+    settings = TrialSettings.from_dict(config["settings"])
     store = open_store(config["store_uri"], config["endpoint"], check=False)
-    if read_result(store, settings["key"]) is None:
-        record_attempt(store, settings["key"])
+    if read_result(store, settings.key) is None:
+        record_attempt(store, settings.key)
     try:
         row = run_trial(settings, store, report=lambda metrics: tune.report(metrics))
     except Exception as exc:
         where = _log_location()
-        record_failure(store, settings["key"], f"{type(exc).__name__}: {exc}".splitlines()[0],
+        record_failure(store, settings.key, f"{type(exc).__name__}: {exc}".splitlines()[0],
                        traceback.format_exc(), where)
         raise
     tune.report({"top1_paper": row["top1_paper"], "top1_final": row["top1_final"], "committed": 1})
@@ -121,31 +125,6 @@ def _log_location() -> str:
         return f"node {ray.util.get_node_ip_address()}: {ctx.get_trial_dir()}"
     except Exception:  # noqa: BLE001 (best effort: a log path is a hint, never a reason to fail)
         return f"node {os.uname().nodename}: Ray worker logs"
-
-
-def ensure_ray(address: Optional[str], temp_dir: Optional[str] = None) -> Optional[str]:
-    """Connect to `address` or start a local Ray; return the dashboard URL when the dashboard is up."""
-    if ray.is_initialized():
-        return _dashboard_url(ray.get_runtime_context())
-    kwargs = dict(log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
-    # A Ray Job's driver (`transfer-sweep submit` runs `resume` as one) gets RAY_ADDRESS from Ray: join
-    # that cluster instead of starting a private Ray beside it.
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        ctx = ray.init(address=address, **kwargs)
-    else:
-        # "local": a private Ray for this sweep. With no address, ray.init() would silently join
-        # whatever cluster was last started on this machine (found when a demo joined a benchmark's).
-        ctx = ray.init(address="local", include_dashboard=True, dashboard_host="127.0.0.1",
-                       _temp_dir=temp_dir or os.environ.get("TRANSFER_SWEEP_RAY_TMP"), **kwargs)
-    return _dashboard_url(ctx)
-
-
-def _dashboard_url(ctx) -> Optional[str]:
-    url = getattr(ctx, "dashboard_url", None)
-    if not url:
-        return None
-    return url if url.startswith("http") else f"http://{url}"
 
 
 # Tune copies these from the driver's environment into every trial actor's runtime_env, and Ray's
@@ -203,7 +182,9 @@ def _new_tuner(spec: SweepSpec, store_uri: str, searcher: DependencySearcher, nu
 def _restore_tuner(path: str, spec: SweepSpec, callbacks: list) -> tune.Tuner:
     tuner = tune.Tuner.restore(path, trainable=_trainable_with_resources(spec), resume_errored=True)
     # Tuner.restore takes no RunConfig; the progress display is not part of the pickled state.
-    tuner._local_tuner.get_run_config().callbacks = callbacks
+    local = tuner._local_tuner
+    assert local is not None, "Tuner.restore on the driver always has a local tuner"
+    local.get_run_config().callbacks = callbacks
     return tuner
 
 
@@ -228,7 +209,7 @@ def run_plan(plan: Plan, spec: SweepSpec, store_uri: str, endpoint: Optional[str
         if on_start:
             on_start(0, len(done), None)
         return summary
-    dashboard = ensure_ray(address)
+    _, dashboard = connect(address)
     if on_start:
         on_start(len(keys - done), len(done), dashboard)
     # The CLI draws its own progress; Tune's legacy reporter at verbose=0 prints nothing.

@@ -8,26 +8,24 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-TREATMENTS = ("base", "selffer", "selffer+", "transfer", "transfer+", "random")
-DIRECTIONS = ("A->B", "B->A")
-LAYERS = tuple(range(1, 8))
+from sweepcore.vocabulary import (
+    ALL_HALF,
+    CROSS_HALF_TREATMENTS,
+    DATASETS,
+    DIRECTIONS,
+    LAYERS,
+    SPLIT_HELP,
+    TREATMENTS,
+    Direction,
+    Treatment,
+)
+
 SPLIT_PATTERN = re.compile(r"^(random:\d+|natman|all)$")
-SPLIT_HELP = "random:<seed>, natman, all"
-
-# What the orchestrator must know about a dataset without touching its data (images per class are what
-# cost estimates need; ImageNet's train count per class is its average).
-DATASETS: dict[str, dict[str, Any]] = {
-    "fashion-animals": {"num_classes": 20, "arch": "small", "train_per_class": 800, "test_per_class": 200},
-    "imagenet": {"num_classes": 1000, "arch": "caffenet", "train_per_class": 1281, "test_per_class": 50},
-}
-
-Treatment = Literal["base", "selffer", "selffer+", "transfer", "transfer+", "random"]
-Direction = Literal["A->B", "B->A"]
 
 
 class SpecError(Exception):
@@ -127,8 +125,8 @@ class SplitSpec(_Frozen):
 
     @model_validator(mode="after")
     def _one_half(self):
-        one_half = {"transfer", "transfer+"} & set(self.treatments or ())
-        if self.split == "all" and one_half:
+        one_half = CROSS_HALF_TREATMENTS & set(self.treatments or ())
+        if self.split == ALL_HALF and one_half:
             raise ValueError(f"split 'all' has one half, so {sorted(one_half)} cannot run on it "
                              "(allowed: base, selffer, selffer+, random)")
         return self
@@ -182,8 +180,8 @@ class SweepSpec(_Frozen):
     @model_validator(mode="after")
     def _transfer_needs_halves(self):
         for i, entry in enumerate(self.splits):
-            if entry.split == "all" and entry.treatments is None:
-                bad = {"transfer", "transfer+"} & set(self.treatments)
+            if entry.split == ALL_HALF and entry.treatments is None:
+                bad = CROSS_HALF_TREATMENTS & set(self.treatments)
                 if bad:
                     raise ValueError(f"splits[{i}]: split 'all' has one half, so {sorted(bad)} cannot run "
                                      "on it: give it its own treatments (allowed: base, selffer, selffer+, random)")

@@ -193,7 +193,7 @@ def family_of(split: str) -> str:
     return {"natman": NATMAN, "all": ALL}.get(str(split), OTHER)
 
 
-def prepare(results: pd.DataFrame, metric: str = "top1_paper") -> pd.DataFrame:
+def pair_with_bases(results: pd.DataFrame, metric: str = "top1_paper") -> pd.DataFrame:
     """The ok rows with columns family, value (the metric), base (own target's base mean), delta, drop,
     and pbase (the base of the same target and seed, else base), pdelta, pdrop: the per-replicate pairing
     the confidence intervals use. A table without a seed column counts every row as seed 0."""

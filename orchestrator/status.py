@@ -7,15 +7,16 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Optional
+from typing import Any, Optional
 
 from rich.console import Console
 from rich.table import Table
 
 from orchestrator.plan import Plan
 from orchestrator.spec import SweepSpec
-from orchestrator.store import Store, failures_prefix
-from orchestrator.records import committed_keys, read_progress, read_results
+from sweepcore.layout import failures_prefix
+from sweepcore.records import committed_keys, read_progress, read_results
+from sweepcore.store import Store
 
 # A trial whose progress file has not moved for this long is no longer considered running.
 STALE_SECONDS = 600
@@ -51,7 +52,7 @@ def trial_states(plan: Plan, store: Store, now: Optional[float] = None) -> list[
     done = committed_keys(store)
     out = []
     for t in plan.trials:
-        base = dict(key=t.key, name=t.name, treatment=t.treatment, split=t.split)
+        base: dict[str, Any] = dict(key=t.key, name=t.name, treatment=t.treatment, split=t.split)
         if t.key in done:
             out.append(TrialStatus(state=TrialState.DONE, **base))
             continue

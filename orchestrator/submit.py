@@ -1,53 +1,39 @@
 """`transfer-sweep submit` and `logs`: run a sweep's driver on a Ray cluster as a Ray Job, and watch it.
 
-The driver is `transfer-sweep resume <name> --store <uri>` on the head. `submit` first writes the
-effective spec to the store (sweeps/<name>/spec.yaml) and `resume` reads it back, so nothing is
-uploaded: the cluster image has the package installed, and the store is the only thing both sides
-share. Ray sets RAY_ADDRESS for a job's driver, so the driver joins the cluster it runs on.
-
-One driver per sweep: the job's submission id is derived from the effective spec
-(`transfer-sweep-<name>-<sha256 prefix>`), and the Jobs API refuses a second job with an existing id.
-Submitting again while that job is pending or running submits nothing. After it ended, a new attempt
-(`...-2`, `...-3`) trains only what is not committed; when everything is committed nothing is submitted.
-
-Token auth: with RAY_AUTH_MODE=token in the environment, Ray's JobSubmissionClient sends the token
-from RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token with every request (Ray 2.60:
-ray/_private/authentication/http_token_authentication.get_auth_headers_if_auth_enabled). Nothing
-secret is ever put in the job (no runtime_env env_vars: the dashboard shows them); cluster nodes
-have their own credentials.
-
-Ray is imported inside functions only: `status` without --address must not pay for it.
+`submit` records the effective spec in the store (sweeps/<name>/spec.yaml) and submits
+`transfer-sweep resume <name> --store <uri>` as the job's entrypoint; `resume` on the head reads the
+spec back, so nothing is uploaded: the cluster image has the package installed, and the store is the
+only thing both sides share. Ray sets RAY_ADDRESS for a job's driver, so the driver joins the cluster
+it runs on. Whether to submit, and under which id, is driver_job.py; the Jobs API client, jobs_api.py.
+Cluster nodes have their own credentials: nothing secret goes into the job.
 """
 from __future__ import annotations
 
 import argparse
-import asyncio
-import hashlib
-import json
-import logging
-import os
-import shlex
 import sys
-import time
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Optional
+from typing import Optional
 
 from rich.console import Console
 
+from orchestrator.driver_job import (
+    ACTIVE,
+    dashboard_link,
+    decide,
+    driver_entrypoint,
+    is_jobs_address,
+    job_metadata,
+    sweep_jobs,
+)
+from orchestrator.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
+from orchestrator.jobs_api import JobsApi
 from orchestrator.plan import make_plan
 from orchestrator.spec import SweepSpec
-from orchestrator.store import open_store
-from orchestrator.records import committed_keys, read_failures
+from orchestrator.spec_source import record_spec, spec_from_args, stored_spec
+from sweepcore.records import committed_keys, read_failures
+from sweepcore.store import absolute_uri, open_store
 
-ACTIVE = ("PENDING", "RUNNING")
-# The command that starts transfer-sweep on the head. The image puts `transfer-sweep` on PATH; a head
-# started from a virtualenv that is not on PATH (the tests) sets e.g. "/venv/bin/python -m orchestrator.cli".
-DRIVER_ENV = "TRANSFER_SWEEP_DRIVER"
-DEFAULT_DRIVER = "transfer-sweep"
-# Job metadata (shown on the dashboard; no secrets: store URIs with credentials are refused by open_store).
-META_SWEEP, META_SPEC, META_STORE = "transfer_sweep", "transfer_sweep_spec", "transfer_sweep_store"
-EXIT_FAILED = 1
+__all__ = ["add_submit_parsers", "is_jobs_address", "print_failures", "print_job_state", "submit_spec"]
 
 
 def add_submit_parsers(sub) -> None:
@@ -76,182 +62,20 @@ def _store_args(sp, default: str) -> None:
     sp.add_argument("--endpoint", help="S3 endpoint URL (default: AWS_ENDPOINT_URL)")
 
 
-# --- pure parts ----------------------------------------------------------------------------------
-def spec_digest(spec: SweepSpec) -> str:
-    """First 10 hex chars of the sha256 of the effective spec (store and overrides included)."""
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
-
-
-def submission_base(spec: SweepSpec) -> str:
-    """The submission id of a sweep's first driver job; later attempts append -2, -3, ..."""
-    return f"transfer-sweep-{spec.name}-{spec_digest(spec)}"
-
-
-def driver_entrypoint(spec: SweepSpec, driver: Optional[str] = None) -> str:
-    """The shell command the job runs on the head: `resume` re-reads the spec from the store."""
-    command = shlex.split(driver or os.environ.get(DRIVER_ENV) or DEFAULT_DRIVER)
-    command += ["resume", spec.name, "--store", spec.store]
-    if spec.endpoint:
-        command += ["--endpoint", spec.endpoint]
-    return shlex.join(command)
-
-
-def is_jobs_address(address: Optional[str]) -> bool:
-    """A dashboard/Jobs API URL (http[s]://), as opposed to a Ray GCS address for ray.init."""
-    return bool(address) and address.split("://", 1)[0].lower() in ("http", "https")
-
-
-def job_metadata(spec: SweepSpec) -> dict[str, str]:
-    return {META_SWEEP: spec.name, META_SPEC: spec_digest(spec), META_STORE: spec.store}
-
-
-def sweep_jobs(jobs: list, name: str, store: Optional[str] = None) -> list:
-    """The jobs submitted for sweep `name` (and `store`, when given), oldest first."""
-    mine = [j for j in jobs if (j.metadata or {}).get(META_SWEEP) == name
-            and (store is None or (j.metadata or {}).get(META_STORE) == store)]
-    return sorted(mine, key=lambda j: (j.start_time or 0, j.submission_id or ""))
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What `submit` does: 'running' (a driver for this spec is pending/running: nothing to do),
-    'conflict' (a driver for another spec of the same sweep and store is active: refuse), or
-    'submit' under `submission_id`. `previous` is the job that decided it, if any."""
-
-    action: str
-    submission_id: str
-    previous: Any = None
-
-
-def decide(jobs: list, spec: SweepSpec) -> Decision:
-    """Pure: given the cluster's jobs, decide whether and under which id to submit `spec`."""
-    mine = sweep_jobs(jobs, spec.name, spec.store)
-    active = [j for j in mine if str(j.status) in ACTIVE]
-    digest = spec_digest(spec)
-    same = [j for j in active if (j.metadata or {}).get(META_SPEC) == digest]
-    if same:
-        return Decision("running", same[-1].submission_id, same[-1])
-    if active:
-        return Decision("conflict", active[-1].submission_id, active[-1])
-    base = submission_base(spec)
-    used = {j.submission_id for j in jobs}
-    attempt = 1
-    while (f"{base}-{attempt}" if attempt > 1 else base) in used:
-        attempt += 1
-    return Decision("submit", f"{base}-{attempt}" if attempt > 1 else base, mine[-1] if mine else None)
-
-
-def dashboard_link(address: str, submission_id: str) -> str:
-    return f"{address.rstrip('/')}/#/jobs/{submission_id}"
-
-
-# --- the Jobs API ----------------------------------------------------------------------------------
-def _usage_error(message: str) -> Exception:
-    from orchestrator.cli import UsageError  # lazily: cli imports this module
-    return UsageError(message)
-
-
-def _api_error(address: str, exc: BaseException) -> Exception:
-    """One line for what went wrong talking to the Jobs API (never a traceback, never the token)."""
-    from ray.exceptions import AuthenticationError
-
-    if isinstance(exc, AuthenticationError):
-        return _usage_error(
-            f"the Ray Jobs API at {address} refused the request ({(str(exc).splitlines() or ['no token'])[0]}): "
-            "set RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
-            "~/.ray/auth_token; `ray get-auth-token` on the head prints it)")
-    if isinstance(exc, ConnectionError):
-        return _usage_error(f"cannot reach the Ray Jobs API at {address}: is the cluster up and "
-                            "`ray dashboard cluster.yaml` (the SSH tunnel) running?")
-    return _usage_error(f"Ray Jobs API at {address}: {' '.join(str(exc).split())[:300]}")
-
-
-class JobsApi:
-    """A JobSubmissionClient whose failures become one-line CLI errors."""
-
-    def __init__(self, address: str):
-        if not is_jobs_address(address):
-            raise _usage_error(f"--address {address!r}: expected the dashboard URL of the cluster, "
-                               "e.g. http://127.0.0.1:8265")
-        from ray.job_submission import JobSubmissionClient
-
-        self.address = address.rstrip("/")
-        self.client = self._call(JobSubmissionClient, self.address)
-
-    def _call(self, fn, *args, **kwargs):
-        from ray.exceptions import RayError  # AuthenticationError is one
-
-        try:
-            return fn(*args, **kwargs)
-        except (ConnectionError, RuntimeError, OSError, ValueError, RayError) as exc:
-            raise _api_error(self.address, exc) from None
-
-    def jobs(self) -> list:
-        return self._call(self.client.list_jobs)
-
-    def status(self, submission_id: str) -> str:
-        return str(self._call(self.client.get_job_status, submission_id))
-
-    def logs(self, submission_id: str) -> str:
-        return self._call(self.client.get_job_logs, submission_id)
-
-    def submit(self, **kwargs) -> bool:
-        """Submit a job; False when its submission id is taken (a concurrent `submit` won the race)."""
-        try:
-            self.client.submit_job(**kwargs)
-        except RuntimeError as exc:
-            if "already exists" in str(exc):
-                return False
-            raise _api_error(self.address, exc) from None
-        except Exception as exc:  # noqa: BLE001 (connection and auth errors: one line, see _api_error)
-            raise _api_error(self.address, exc) from None
-        return True
-
-    def follow(self, submission_id: str, out=None) -> str:
-        """Stream the job's log to `out` until the job ends; return its final status."""
-        out = out or sys.stdout
-
-        async def pump():
-            async for chunk in self.client.tail_job_logs(submission_id):
-                out.write(chunk)
-                out.flush()
-
-        logging.getLogger("ray.dashboard.modules.job.sdk").setLevel(logging.WARNING)  # "WebSocket closed"
-        try:
-            asyncio.run(pump())
-        except Exception as exc:  # noqa: BLE001 (aiohttp errors have no common base worth naming)
-            raise _api_error(self.address, exc) from None
-        return self.wait(submission_id)
-
-    def wait(self, submission_id: str, timeout: float = 30.0) -> str:
-        """The job's status once terminal (the log stream can close a moment before the state moves)."""
-        deadline = time.monotonic() + timeout
-        status = self.status(submission_id)
-        while status in ACTIVE and time.monotonic() < deadline:
-            time.sleep(0.5)
-            status = self.status(submission_id)
-        return status
-
-
 # --- commands --------------------------------------------------------------------------------------
-def cmd_submit(args) -> int:
-    from orchestrator.cli import _load
-
-    return submit_spec(_load(args), args.address, follow=args.follow)
+def cmd_submit(args: argparse.Namespace) -> int:
+    return submit_spec(spec_from_args(args), args.address, follow=args.follow)
 
 
 def submit_spec(spec: SweepSpec, address: str, follow: bool = False, console: Optional[Console] = None) -> int:
     """Submit `spec`'s driver to the cluster at `address` unless one is already running (see module doc)."""
-    from orchestrator.cli import _record_spec
-
     console = console or Console(soft_wrap=True)
     store = open_store(spec.store, spec.endpoint)  # an unreachable store fails here, not on the head
     api = JobsApi(address)
     decision = decide(api.jobs(), spec)
     job_id, previous = decision.submission_id, decision.previous
     if decision.action == "conflict":
-        raise _usage_error(
+        raise UsageError(
             f"sweep {spec.name} is already running on {api.address} as Ray job {job_id} with a different "
             f"spec (store {spec.store}); wait for it to finish or stop it (`ray job stop {job_id} "
             f"--address {api.address}`), or give this spec another name")
@@ -265,7 +89,7 @@ def submit_spec(spec: SweepSpec, address: str, follow: bool = False, console: Op
             console.print(f"sweep {spec.name}: all {len(plan)} trials are already committed in {store.uri()}; "
                           f"nothing to submit. Figures: transfer-sweep report {spec.name} --store {spec.store}")
             return 0
-        _record_spec(spec, store)  # what `resume` on the head will read
+        record_spec(spec, store)  # what `resume` on the head will read
         if not api.submit(entrypoint=driver_entrypoint(spec), submission_id=job_id, metadata=job_metadata(spec)):
             # Another `submit` of the same spec won the race for this id: that driver is the one.
             console.print(f"sweep {spec.name}: already submitted as Ray job {job_id}; not submitted again")
@@ -296,7 +120,7 @@ def _follow(api: JobsApi, job_id: str) -> int:
         status = api.follow(job_id)
     except KeyboardInterrupt:
         print(f"== stopped following; Ray job {job_id} keeps running on the cluster ==", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     print(f"== Ray job {job_id}: {status} ==", file=sys.stderr)
     return _exit_code(status)
 
@@ -307,18 +131,16 @@ def latest_job(api: JobsApi, name: str, store: Optional[str]):
     return mine[-1] if mine else None
 
 
-def cmd_logs(args) -> int:
-    from orchestrator.cli import _absolute, _stored_spec
-
+def cmd_logs(args: argparse.Namespace) -> int:
     if not args.address:
-        spec = _stored_spec(args)
+        spec = stored_spec(args.sweep, args.store, args.endpoint)
         return print_failures(spec, Console(soft_wrap=True))
     api = JobsApi(args.address)
-    store = _absolute(args.store) if args.store else None
+    store = absolute_uri(args.store) if args.store else None
     job = latest_job(api, args.sweep, store)
     if job is None:
         where = f" for store {store}" if store else ""
-        raise _usage_error(f"no Ray job for sweep {args.sweep!r}{where} on {api.address} "
+        raise UsageError(f"no Ray job for sweep {args.sweep!r}{where} on {api.address} "
                            "(`transfer-sweep submit` starts one)")
     print(f"== driver of sweep {args.sweep}: Ray job {job.submission_id} ({job.status}) ==", file=sys.stderr)
     if args.follow:
@@ -350,8 +172,6 @@ def print_failures(spec: SweepSpec, console: Console) -> int:
 
 def print_job_state(spec: SweepSpec, address: str, console: Console) -> None:
     """One line for `status --address`: the sweep's newest driver job; a warning if the API is unreachable."""
-    from orchestrator.cli import UsageError
-
     try:
         api = JobsApi(address)
         job = latest_job(api, spec.name, spec.store)

@@ -65,5 +65,5 @@ def result_files(store_dir: Path) -> list[Path]:
 
 
 def attempt_count(store, key: str) -> int:
-    from orchestrator.records import read_attempts
+    from sweepcore.records import read_attempts
     return len(read_attempts(store, key))

@@ -13,26 +13,17 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from plan_helpers import planned_settings
 
-from orchestrator import records
-from orchestrator import store as st
+from sweepcore import layout, records
+from sweepcore import store as st
 from workers import data, trial
 
-KEY, BASE_KEY = "00c0ffee00c0ffee", "0badba5e0badba5e"
-SETTINGS = {
-    "protocol": 1, "key": KEY, "sweep": "safety", "name": "baseA", "treatment": "base",
-    "dataset": "tiny-safety", "split": "random:0", "target_half": "A", "source_half": None, "n": 0,
-    "frozen": False, "seed": 0, "base_key": None,
-    "model": {"arch": "small", "num_outputs": 20, "widths": [4, 4, 4, 4, 4], "fc_width": 16,
-              "dropout": 0.5, "init": "kaiming"},
-    "train": {"iterations": 8, "epochs": None, "batch_size": 8, "lr": 0.05, "lr_schedule": "cosine",
-              "lr_step_every": None, "lr_gamma": 0.1, "warmup_fraction": 0.1, "momentum": 0.9,
-              "weight_decay": 0.0005, "bias_lr_mult": 1.0, "bias_decay": True, "eval_every": 4,
-              "checkpoint_every": 4, "top_k": 2, "augment": False, "bf16": False},
-    "runtime": {"device": "cpu", "threads": 1, "channels_last": False, "data_parallel": 1},
-}
-TRANSFER = {**SETTINGS, "key": "1111222233334444", "name": "BnA n=2", "treatment": "transfer",
-            "source_half": "B", "n": 2, "frozen": True, "base_key": BASE_KEY}
+TRAIN = {"iterations": 8, "epochs": None, "eval_every": 4, "checkpoint_every": 4, "top_k": 2, "augment": False}
+RESOURCES = {"channels_last": False}
+SETTINGS = planned_settings("baseA random:0 s0", dataset="tiny-safety", train=TRAIN, resources=RESOURCES)
+TRANSFER = planned_settings("BnA n=2 random:0 s0", dataset="tiny-safety", train=TRAIN, resources=RESOURCES)
+KEY, BASE_KEY = SETTINGS.key, TRANSFER.base_key
 
 
 class Payload:
@@ -89,8 +80,8 @@ def test_resume_refuses_a_tampered_checkpoint_with_a_valid_sidecar(tmp_path):
 def test_dependent_refuses_tampered_base_weights(tmp_path):
     marker = tmp_path / "pwned"
     store = st.open_store(str(tmp_path / "store"))
-    assert store.commit_bytes(st.base_model_path(BASE_KEY), _tampered(marker))
+    assert store.commit_bytes(layout.base_model_path(BASE_KEY), _tampered(marker))
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         trial.run_trial(TRANSFER, store)
     assert not marker.exists()
-    assert records.read_result(store, TRANSFER["key"]) is None
+    assert records.read_result(store, TRANSFER.key) is None

@@ -7,7 +7,16 @@ import pytest
 from orchestrator.claims import FAILS, HOLDS, NO_DATA, check_claims
 from orchestrator.paper import PAPER_REFERENCE, paper_results
 from orchestrator.stats import (
-    FALLBACK_NOISE_SD, TOL_SIGMAS, Interval, Point, contrast, describe, noise_level, prepare, t_critical)
+    FALLBACK_NOISE_SD,
+    TOL_SIGMAS,
+    Interval,
+    Point,
+    contrast,
+    describe,
+    noise_level,
+    pair_with_bases,
+    t_critical,
+)
 
 
 def by_id(claims):
@@ -44,7 +53,7 @@ def test_prepare_pairs_each_trial_with_its_own_base_and_drops_failed_rows():
         dict(dataset="d", split="random:0", target_half="A", n=3, treatment="selffer", top1_paper=0.1,
              status="failed"),
     ])
-    p = prepare(df)
+    p = pair_with_bases(df)
     assert len(p) == 5
     t = p[p.treatment == "transfer"].set_index("split")
     assert t.loc["random:0", "drop"] == pytest.approx(0.1)        # own base 0.6
@@ -54,18 +63,18 @@ def test_prepare_pairs_each_trial_with_its_own_base_and_drops_failed_rows():
 
 def test_prepare_names_missing_columns():
     with pytest.raises(ValueError, match="results lack column\\(s\\) treatment, top1_paper"):
-        prepare(pd.DataFrame({"dataset": [], "split": [], "target_half": [], "n": []}))
+        pair_with_bases(pd.DataFrame({"dataset": [], "split": [], "target_half": [], "n": []}))
 
 
 def test_noise_level_sources():
-    paper = noise_level(prepare(paper_results()))
+    paper = noise_level(pair_with_bases(paper_results()))
     assert paper.sd == pytest.approx(0.0055) and paper.tol == pytest.approx(TOL_SIGMAS * 0.0055)
     assert paper.source.startswith("sd across 8 random-split bases")
-    one = noise_level(prepare(paper_results().head(1)))
+    one = noise_level(pair_with_bases(paper_results().head(1)))
     assert (one.sd, one.tol) == (FALLBACK_NOISE_SD, TOL_SIGMAS * FALLBACK_NOISE_SD)
     two_seeds = pd.DataFrame([dict(dataset="d", split="random:0", target_half="A", n=0, treatment="base",
                                    seed=s, top1_paper=v) for s, v in enumerate((0.80, 0.82, 0.84))])
-    pooled = noise_level(prepare(two_seeds))
+    pooled = noise_level(pair_with_bases(two_seeds))
     assert pooled.sd == pytest.approx(0.02) and "within 1 target task" in pooled.source
 
 

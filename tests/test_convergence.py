@@ -7,9 +7,17 @@ import pytest
 
 from orchestrator.claims import CONFOUNDED, FAILS, HOLDS, NOT_IDENTIFIED, check_claims, check_study
 from orchestrator.convergence import (
-    CONVERGED, FINETUNE_TOL, NOT_CHECKED, SELFFER_TOL, UNDER_TRAINED, check_convergence, convergence_md, late_gain)
+    CONVERGED,
+    FINETUNE_TOL,
+    NOT_CHECKED,
+    SELFFER_TOL,
+    UNDER_TRAINED,
+    check_convergence,
+    convergence_md,
+    late_gain,
+)
 from orchestrator.paper import PAPER_REFERENCE, paper_results
-from orchestrator.stats import contrast, detectable, prepare
+from orchestrator.stats import contrast, detectable, pair_with_bases
 
 
 def by_id(claims):
@@ -48,9 +56,9 @@ def test_bases_still_rising_make_the_study_under_trained():
     df = paper_results()
     keys = df[(df.treatment == "base") & df.split.str.startswith("random:")]["key"]
     flat = pd.concat([curve(k, 0.0) for k in keys])
-    assert check_convergence(prepare(df), flat).verdict == CONVERGED
+    assert check_convergence(pair_with_bases(df), flat).verdict == CONVERGED
     rising = pd.concat([curve(k, 0.02 if i == 0 else 0.0) for i, k in enumerate(keys)])
-    conv = check_convergence(prepare(df), rising)
+    conv = check_convergence(pair_with_bases(df), rising)
     assert conv.verdict == UNDER_TRAINED
     assert conv.problems[0].startswith("1 of 8 random-split bases still rising over the last 20% of training")
     assert "**no**" in convergence_md(conv)
@@ -61,7 +69,7 @@ def test_bases_still_rising_make_the_study_under_trained():
 
 # ---------------------------------------------------------------- selffer checks
 def test_paper_numbers_pass_the_selffer_checks():
-    conv = check_convergence(prepare(paper_results()))
+    conv = check_convergence(pair_with_bases(paper_results()))
     assert conv.verdict == CONVERGED and conv.problems == ()
     assert conv.selffer.diff.mean == pytest.approx(0.002)
     assert [pt.label for pt in conv.finetune] == [f"BnB+({n}) − base" for n in range(1, 8)]
@@ -69,17 +77,17 @@ def test_paper_numbers_pass_the_selffer_checks():
 
 
 def test_selffer_above_base_is_under_training():
-    conv = check_convergence(prepare(paper(BnB=shifted("BnB", 0.01))))
+    conv = check_convergence(pair_with_bases(paper(BnB=shifted("BnB", 0.01))))
     assert conv.verdict == UNDER_TRAINED
     assert conv.problems == (f"BnB(1) − base = +1.20 pp, outside ±{SELFFER_TOL * 100:.1f} pp",)
-    conv = check_convergence(prepare(paper(BnB_plus=shifted("BnB+", 0.009))))
+    conv = check_convergence(pair_with_bases(paper(BnB_plus=shifted("BnB+", 0.009))))
     assert conv.problems == (f"BnB+ − base above {FINETUNE_TOL * 100:.1f} pp at 5 of 7 n (largest BnB+(3) − base "
                              "= +1.50 pp)",)
 
 
 def test_no_selffers_and_no_curves_is_not_checked():
     df = paper_results()
-    conv = check_convergence(prepare(df[df.treatment.isin(["base", "transfer"])]))
+    conv = check_convergence(pair_with_bases(df[df.treatment.isin(["base", "transfer"])]))
     assert conv.verdict == NOT_CHECKED and not conv.confounding
 
 
@@ -155,7 +163,8 @@ def test_claim_5_holds_only_where_anb_plus_also_beats_bnb_plus():
     # AnB+ above base everywhere but BnB+ as high: the gain is extra training, not the features
     equal = by_id(check_claims(paper(BnB_plus=PAPER_REFERENCE["AnB+"])))[5]
     assert equal.verdict == FAILS
-    assert equal.detail.split("; 95% CIs")[0].endswith("AnB+ above base but not above BnB+: extra training explains the gain")
+    assert equal.detail.split("; 95% CIs")[0].endswith(
+        "AnB+ above base but not above BnB+: extra training explains the gain")
     below = by_id(check_claims(paper(AnB_plus=shifted("AnB+", -0.02, [2]))))[5]
     assert below.verdict == FAILS and "AnB+ not above base at every n" in below.detail
 
@@ -171,7 +180,7 @@ def test_claim_5_without_the_bnb_plus_control_is_not_identified():
 # ---------------------------------------------------------------- the unit of replication
 def test_both_directions_of_a_split_and_seed_are_one_unit():
     df = units_table(lambda sp, s, n: 0.01 if (sp, s) == ("random:0", 0) else 0.0)
-    p = prepare(df)
+    p = pair_with_bases(df)
     iv = contrast([(1, p[(p.treatment == "selffer") & (p.n == 1)])], "pdelta")
     assert (iv.k, iv.df, iv.method) == (6, 5, "paired")           # 2 splits x 3 seeds, not 12 cells
     assert iv.mean == pytest.approx(0.01 / 6)
@@ -180,10 +189,10 @@ def test_both_directions_of_a_split_and_seed_are_one_unit():
 def test_split_to_split_variance_is_in_the_interval():
     # split 0 gains 1 pp, split 1 loses 1 pp, seeds agree within a split: the CI must span both
     df = units_table(lambda sp, s, n: 0.01 if sp == "random:0" else -0.01)
-    p = prepare(df)
+    p = pair_with_bases(df)
     iv = contrast([(1, p[(p.treatment == "selffer") & (p.n == 3)])], "pdelta")
     assert iv.mean == pytest.approx(0.0) and iv.low < -0.009 and iv.high > 0.009
-    one_split = prepare(units_table(lambda sp, s, n: 0.01, splits=("random:0",)))
+    one_split = pair_with_bases(units_table(lambda sp, s, n: 0.01, splits=("random:0",)))
     single = contrast([(1, one_split[(one_split.treatment == "selffer") & (one_split.n == 3)])], "pdelta")
     assert single.k == 3 and single.low == pytest.approx(0.01)   # no split variance to see with one split
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from orchestrator.store import open_store
-from workers import data
+from sweepcore.store import open_store
+from workers import data, fashion_animals, splits
 
 
 def _sha16(indices):
@@ -27,7 +27,7 @@ PAPER_VECTORS = {
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_random_halves_match_the_papers_test_vectors(seed):
-    halves = data.class_halves(f"random:{seed}", 1000)
+    halves = splits.class_halves(f"random:{seed}", 1000)
     start, digest = PAPER_VECTORS[seed]
     assert halves["A"][:10] == start
     assert _sha16(halves["A"]) == digest
@@ -44,12 +44,12 @@ def test_random_halves_equal_the_global_list_seed_rule_and_not_an_int_seed():
         int_seeded = sorted(int(i) for i in np.random.choice(np.arange(20), 10, replace=False))
     finally:
         np.random.set_state(saved)
-    assert data.class_halves("random:2", 20)["A"] == expected
+    assert splits.class_halves("random:2", 20)["A"] == expected
     assert expected != int_seeded  # why the rule insists on a list seed
 
 
 def test_natman_on_imagenet_is_the_papers_ranges():
-    halves = data.class_halves("natman", 1000)
+    halves = splits.class_halves("natman", 1000)
     assert (len(halves["A"]), len(halves["B"])) == (551, 449)
     assert _sha16(halves["A"]) == "6df52c1dd2372dfc"
     assert halves["B"][397:400] == [397, 936, 937] and 970 in halves["B"] and 971 in halves["A"]
@@ -57,9 +57,9 @@ def test_natman_on_imagenet_is_the_papers_ranges():
 
 
 def test_natman_on_fashion_animals_is_clothing_vs_animals():
-    assert data.class_halves("natman", 20) == {"A": list(range(10)), "B": list(range(10, 20))}
-    assert data.class_halves("all", 20) == {"all": list(range(20))}
-    assert data.half_classes("random:0", 20, "B") == data.class_halves("random:0", 20)["B"]
+    assert splits.class_halves("natman", 20) == {"A": list(range(10)), "B": list(range(10, 20))}
+    assert splits.class_halves("all", 20) == {"all": list(range(20))}
+    assert splits.half_classes("random:0", 20, "B") == splits.class_halves("random:0", 20)["B"]
 
 
 @pytest.mark.parametrize("split,classes,message", [
@@ -69,20 +69,20 @@ def test_natman_on_fashion_animals_is_clothing_vs_animals():
 ])
 def test_bad_splits_are_one_line_errors(split, classes, message):
     with pytest.raises(ValueError, match=message):
-        data.class_halves(split, classes)
+        splits.class_halves(split, classes)
 
 
 def test_unknown_half_and_dataset_are_named():
     with pytest.raises(ValueError, match="half 'C' does not exist in split 'natman'"):
-        data.half_classes("natman", 20, "C")
+        splits.half_classes("natman", 20, "C")
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
-        data.num_classes("mnist")
+        data.dataset_spec("mnist")
 
 
 def test_select_classes_reindexes_in_ascending_original_order():
     x = np.arange(6, dtype=np.uint8).reshape(6, 1, 1)
     y = np.array([5, 2, 7, 2, 0, 5])
-    sx, sy = data.select_classes(x, y, [5, 2])
+    sx, sy = splits.select_classes(x, y, [5, 2])
     assert sx[:, 0, 0].tolist() == [0, 1, 3, 5]
     assert sy.tolist() == [1, 0, 0, 1]  # 2 -> 0, 5 -> 1
 
@@ -97,7 +97,7 @@ def cache(tmp_path, monkeypatch):
 
 
 def _raw_idx(name):
-    with gzip.open(os.path.join(data.FASHION_DIR, name)) as fh:
+    with gzip.open(os.path.join(fashion_animals.FASHION_DIR, name)) as fh:
         raw = fh.read()
     return np.frombuffer(raw, np.uint8, offset=16 if "images" in name else 8)
 
@@ -115,7 +115,7 @@ def test_fashion_animals_is_prepared_once_committed_and_reused(cache, tmp_path, 
     first_bags = np.flatnonzero(raw_y == 8)[:800]
     assert np.array_equal(arrays["train_x"][arrays["train_y"] == 8], raw_x[first_bags])
     # animals: class 0 -> 10; the last 200 of each class are the test images
-    with gzip.open(data.animal_mnist_dir() / "animal_data_version_3.gz") as fh:
+    with gzip.open(fashion_animals.animal_mnist_dir() / "animal_data_version_3.gz") as fh:
         animals = pickle.load(fh)
     assert np.array_equal(arrays["test_x"][arrays["test_y"] == 10], animals[800:1000])
     assert np.array_equal(arrays["train_x"][arrays["train_y"] == 19], animals[9000:9800])
@@ -144,11 +144,11 @@ def test_fashion_animals_is_prepared_once_committed_and_reused(cache, tmp_path, 
 def test_missing_sources_say_how_to_install_them(cache, tmp_path, monkeypatch):
     monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
-        data.build_fashion_animals()
+        fashion_animals.build_fashion_animals()
     monkeypatch.delenv("FASHION_MNIST_DIR")
-    monkeypatch.setattr(data, "animal_mnist_dir", lambda: tmp_path / "nowhere")
+    monkeypatch.setattr(fashion_animals, "animal_mnist_dir", lambda: tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match=r"pip install --no-deps animal-mnist==0\.4"):
-        data.build_fashion_animals()
+        fashion_animals.build_fashion_animals()
 
 
 def test_data_files_cannot_unpickle_code(tmp_path):
@@ -156,7 +156,7 @@ def test_data_files_cannot_unpickle_code(tmp_path):
     with gzip.open(path, "wb") as fh:
         pickle.dump(os.getcwd, fh)  # any non-numpy global must be refused
     with pytest.raises(pickle.UnpicklingError, match="refusing to unpickle"):
-        data._read_animal(path)
+        fashion_animals._read_animal(path)
 
 
 # --- loaders -------------------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def test_augmentation_is_a_shift_or_mirror_and_deterministic_per_generator():
 
 def test_sources_that_build_other_content_are_refused(cache, monkeypatch):
     spec = data.dataset_spec("fashion-animals")
-    real = data.build_fashion_animals()
+    real = fashion_animals.build_fashion_animals()
     other = {**real, "test_y": real["test_y"][::-1].copy()}
     monkeypatch.setitem(data.DATASETS, "fashion-animals",
                         data.DatasetSpec(spec.name, spec.num_classes, spec.recipe, lambda: other))

@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 
 from orchestrator.estimate import (
-    REFERENCE_EVAL_SECONDS_PER_IMAGE, REFERENCE_STEP_SECONDS, SWEEP_OVERHEAD, estimate, evaluations_of,
-    reference_seconds, steps_of)
+    REFERENCE_EVAL_SECONDS_PER_IMAGE,
+    REFERENCE_STEP_SECONDS,
+    SWEEP_OVERHEAD,
+    estimate,
+    evaluations_of,
+    reference_seconds,
+    steps_of,
+)
 from orchestrator.plan import make_plan
 from orchestrator.spec import parse_spec
 
@@ -26,7 +32,7 @@ def plan_of(**over):
 
 
 def by_name(plan):
-    return {t.name: t for t in plan.trials}
+    return {t.name: t.settings for t in plan.trials}
 
 
 def test_steps_evaluations_and_seconds_of_each_trial():
@@ -46,12 +52,13 @@ def test_committed_trials_cost_nothing_and_calibrate():
     first = plan.trials[0]
     row = {"key": first.key, "name": first.name, "treatment": first.treatment, "split": first.split,
            "target_half": first.target_half, "source_half": None, "n": 0, "seed": 0, "base_key": None,
-           "settings_json": json.dumps(first.settings), "wall_seconds": 2 * reference_seconds(first)}
+           "settings_json": json.dumps(first.settings.to_dict()),
+           "wall_seconds": 2 * reference_seconds(first.settings)}
     cold = estimate(plan, set(), slots=2)
     warm = estimate(plan, {first.key}, slots=2, committed_rows=[row])
     assert (cold.trials, cold.committed, warm.trials, warm.committed) == (len(plan), 0, len(plan) - 1, 1)
     assert (warm.calibration, warm.calibrated_on) == (pytest.approx(2.0), 1)
-    todo = sum(reference_seconds(t) for t in plan.trials[1:])
+    todo = sum(reference_seconds(t.settings) for t in plan.trials[1:])
     assert warm.cpu_seconds == pytest.approx(2 * todo)
     assert cold.wall_seconds == pytest.approx(cold.cpu_seconds / 2)
     assert "calibrated x2.00 from 1 committed trial(s)" in warm.text()
@@ -74,8 +81,8 @@ def test_the_reference_predicts_the_published_study_it_was_measured_against():
     """The converged study's 132 committed wall times calibrate the reference to 1.00 (SWEEP_OVERHEAD was
     measured on them): a change to the cost model that breaks this must re-measure."""
     import pyarrow.parquet as pq
+
     from orchestrator.estimate import calibration
-    from orchestrator.spec import load_spec
     rows = pq.read_table(ROOT / "docs" / "results" / "converged" / "results.parquet").to_pylist()
-    factor, count = calibration(make_plan(load_spec(ROOT / "sweeps" / "converged.yaml")), rows)
+    factor, count = calibration(rows)
     assert count == 132 and factor == pytest.approx(1.0, abs=0.01)

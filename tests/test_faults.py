@@ -6,12 +6,13 @@ import signal
 import time
 
 import pytest
+from sweep_helpers import attempt_count, cli, cli_background, env_with, result_files, tiny_spec, wait_for
 
 from orchestrator.plan import make_plan
 from orchestrator.spec import load_spec
-from orchestrator.store import checkpoint_prefix, open_store
-from orchestrator.records import read_attempts, read_results
-from sweep_helpers import attempt_count, cli, cli_background, env_with, result_files, tiny_spec, wait_for
+from sweepcore.layout import checkpoint_prefix
+from sweepcore.records import read_attempts, read_results
+from sweepcore.store import open_store
 
 pytestmark = pytest.mark.integration
 

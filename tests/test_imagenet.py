@@ -10,10 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
+from orchestrator.plan import make_plan
 from orchestrator.prepare import prepare_imagenet
-from orchestrator.store import open_store
-from workers import imagenet
+from orchestrator.spec import parse_spec
+from sweepcore.store import open_store
+from workers import splits
 from workers.data import load_half
+from workers.imagenet import POINTER
+from workers.imagenet import load as imagenet_load
+from workers.imagenet import prepare as imagenet_prepare
 from workers.trial import run_trial
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,10 +57,10 @@ def make_imagenet(root, val_layout="flat-csv"):
 
 def prepare_pure(src, store, shard_size=SHARD):
     """The preparation as plain function calls: scan, one prepare_shard per shard, finish."""
-    source = imagenet.scan_source(src)
-    jobs = imagenet.shard_jobs(source, shard_size)
-    metas = [imagenet.prepare_shard(job, store) for job in jobs]
-    return source, jobs, metas, imagenet.finish(store, source, jobs)
+    source = imagenet_prepare.scan_source(src)
+    jobs = imagenet_prepare.shard_jobs(source, shard_size)
+    metas = [imagenet_prepare.prepare_shard(job, store) for job in jobs]
+    return source, jobs, metas, imagenet_prepare.merge_shards(store, source, jobs)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +90,7 @@ def test_scan_orders_classes_by_wnid_and_reads_the_val_solution_csv(prepared):
 
 @pytest.mark.parametrize("layout", ["per-class", "flat-txt"])
 def test_per_class_val_folders_and_plain_label_files_give_the_same_labels(tmp_path, layout):
-    source = imagenet.scan_source(make_imagenet(tmp_path, layout))
+    source = imagenet_prepare.scan_source(make_imagenet(tmp_path, layout))
     val = [(rel.rsplit("/", 1)[-1], label) for split, rel, label, _ in source.items if split == "val"]
     assert val == [(f"ILSVRC2012_val_{i + 1:08d}.JPEG", i // 2) for i in range(8)]
     assert source.skipped == ()
@@ -101,8 +106,8 @@ def test_per_class_val_folders_and_plain_label_files_give_the_same_labels(tmp_pa
 def test_bad_source_folders_are_one_line_errors(tmp_path, setup, message):
     src = tmp_path / "src"
     setup(src)
-    with pytest.raises(imagenet.SourceError, match=message):
-        imagenet.scan_source(src)
+    with pytest.raises(imagenet_prepare.SourceError, match=message):
+        imagenet_prepare.scan_source(src)
 
 
 def test_cli_reports_a_bad_source_with_exit_2_and_one_line(tmp_path):
@@ -132,7 +137,7 @@ def test_shards_hold_warped_256px_images_and_the_corrupt_file_is_reported(prepar
     y = np.load(store.uri(f"{prefix}/{first['labels']}"))
     assert x.shape == (5, 256, 256, 3) and x.dtype == np.uint8
     assert y.tolist() == [0, 0, 0, 0, 0] and first["classes"] == [0]
-    assert store.read_bytes(imagenet.POINTER).decode() == manifest["hash"]
+    assert store.read_bytes(POINTER).decode() == manifest["hash"]
 
 
 def test_warp_stretches_without_keeping_the_aspect_ratio(tmp_path):
@@ -140,7 +145,7 @@ def test_warp_stretches_without_keeping_the_aspect_ratio(tmp_path):
     wide[:, :260] = (255, 0, 0)
     wide[:, 260:] = (0, 0, 255)
     Image.fromarray(wide).save(tmp_path / "wide.png")
-    out = imagenet.warp(tmp_path / "wide.png")
+    out = imagenet_prepare.warp(tmp_path / "wide.png")
     assert out.shape == (256, 256, 3)
     assert (out[:, :120] == (255, 0, 0)).all() and (out[:, 136:] == (0, 0, 255)).all()  # no letterbox
 
@@ -150,7 +155,7 @@ def test_mean_image_is_the_float32_mean_of_every_decoded_training_image(prepared
     mean = np.load(store.uri(f"datasets/imagenet/{manifest['hash']}/mean.npy"))
     assert mean.shape == (256, 256, 3) and mean.dtype == np.float32
     files = [rel for split, rel, _, _ in prepared["source"].items if split == "train" and "broken" not in rel]
-    expected = np.mean([imagenet.warp(prepared["src"] / rel).astype(np.float64) for rel in files], axis=0)
+    expected = np.mean([imagenet_prepare.warp(prepared["src"] / rel).astype(np.float64) for rel in files], axis=0)
     assert np.allclose(mean, expected, atol=1e-4)
 
 
@@ -169,8 +174,8 @@ def test_a_second_prepare_commits_nothing_and_never_imports_torch(prepared):
 def test_an_interrupted_prepare_redoes_only_the_missing_shards(prepared, tmp_path):
     store = open_store(str(tmp_path / "store"))
     jobs = prepared["jobs"]
-    imagenet.prepare_shard(jobs[0], store)
-    imagenet.prepare_shard(jobs[2], store)  # as if the run died here
+    imagenet_prepare.prepare_shard(jobs[0], store)
+    imagenet_prepare.prepare_shard(jobs[2], store)  # as if the run died here
     summary = prepare_imagenet(str(prepared["src"]), str(tmp_path / "store"), shard_size=SHARD, inline=True)
     assert (summary["prepared"], summary["reused"]) == (5, 2)
     assert summary["manifest"] == prepared["manifest"]
@@ -187,7 +192,7 @@ def _image(prepared, split, pos):
 
 def test_half_loader_reindexes_labels_and_uses_the_halfs_own_mean(prepared):
     half = load_half("imagenet", "random:0", "B", prepared["store"])
-    classes = imagenet.half_classes("random:0", 4, "B")
+    classes = splits.half_classes("random:0", 4, "B")
     assert half.classes == classes and len(classes) == 2
     assert half.num_train == 12 and len(half.test) == 4
     assert sorted(set(half.train.labels.tolist())) == [0, 1]
@@ -233,38 +238,36 @@ class _RemoteLike:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
+    def local_path(self, path=""):
+        return None  # what an object store answers: no file on this machine to map
+
 
 def test_remote_stores_are_read_through_a_verified_local_cache(prepared, tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFER_SWEEP_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(imagenet, "_HALVES", {})  # same root URI as the local store: no memo hits
+    monkeypatch.setattr(imagenet_load, "_HALVES", {})  # same root URI as the local store: no memo hits
     remote = _RemoteLike(prepared["store"])
     digest = prepared["manifest"]["hash"]
-    half = imagenet.load_imagenet_half("random:1", "A", remote)
+    half = imagenet_load.load_imagenet_half("random:1", "A", remote)
     cached = tmp_path / "cache" / "datasets" / "imagenet" / digest / "train" / "shard-00000.npy"
     assert cached.is_file() and half.num_train == 12
     with pytest.raises(ValueError, match="sha256 does not match the manifest"):
-        imagenet.local_file(remote, digest, "mean.npy", "0" * 64)  # not cached yet
+        imagenet_load.local_file(remote, digest, "mean.npy", "0" * 64)  # not cached yet
 
 
 def test_caffenet_trains_from_the_shards_through_run_trial(prepared):
     store = prepared["store"]
-    settings = {
-        "protocol": 1, "key": "1mage1e7ba5e0001", "sweep": "t", "name": "baseA random:0 s0",
-        "treatment": "base", "dataset": "imagenet", "split": "random:0", "target_half": "A",
-        "source_half": None, "n": 0, "frozen": False, "seed": 0, "base_key": None,
-        # CaffeNet's geometry (227 input, 11x11/4 conv1, groups, pools) at a width a CPU test affords
-        "model": {"arch": "caffenet", "num_outputs": 1000, "widths": [8, 8, 8, 8, 8], "fc_width": 16,
-                  "dropout": 0.5, "init": "caffe"},
-        "train": {"iterations": 3, "epochs": None, "batch_size": 4, "lr": 0.01, "lr_schedule": "step",
-                  "lr_step_every": 100000, "lr_gamma": 0.1, "warmup_fraction": 0.0, "momentum": 0.9,
-                  "weight_decay": 5e-4, "bias_lr_mult": 2.0, "bias_decay": False, "eval_every": 3,
-                  "checkpoint_every": 3, "top_k": 10, "augment": True, "bf16": False},
-        "runtime": {"device": "cpu", "threads": 1, "channels_last": True, "data_parallel": 1},
-    }
+    # CaffeNet's geometry (227 input, 11x11/4 conv1, groups, pools) at a width a CPU test affords
+    spec = parse_spec({
+        "name": "t", "dataset": "imagenet", "splits": ["random:0"], "treatments": ["base"],
+        "model": {"arch": "caffenet", "widths": [8, 8, 8, 8, 8], "fc_width": 16},
+        "train": {"iterations": 3, "batch_size": 4, "lr": 0.01, "lr_schedule": "step", "lr_step_every": 100000,
+                  "warmup_fraction": 0.0, "bias_lr_mult": 2.0, "bias_decay": False, "eval_every": 3,
+                  "checkpoint_every": 3, "top_k": 10}})
+    settings = {t.name: t.settings for t in make_plan(spec).trials}["baseA random:0 s0"]
     row = run_trial(settings, store)
     assert (row["steps"], row["dataset"], row["status"]) == (3, "imagenet", "ok")
     assert row["top1_final"] in (0.0, 0.25, 0.5, 0.75, 1.0)  # 4 val images in half A
-    weights = torch.load(store.uri(f"bases/{settings['key']}/model.pt"), weights_only=True)
+    weights = torch.load(store.uri(f"bases/{settings.key}/model.pt"), weights_only=True)
     assert tuple(weights["fc8.weight"].shape) == (1000, 16)
     assert tuple(weights["conv1.weight"].shape) == (8, 3, 11, 11)
 
@@ -272,7 +275,7 @@ def test_caffenet_trains_from_the_shards_through_run_trial(prepared):
 def test_a_store_without_prepared_imagenet_says_how_to_prepare_it(tmp_path):
     store = open_store(str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match="run `transfer-sweep data prepare imagenet --src DIR"):
-        imagenet.load_imagenet_half("random:0", "A", store)
+        imagenet_load.load_imagenet_half("random:0", "A", store)
 
 
 def test_fashion_animals_are_published_to_a_store_even_when_this_machine_has_them_cached(tmp_path, monkeypatch):
@@ -294,11 +297,11 @@ def test_fashion_animals_are_published_to_a_store_even_when_this_machine_has_the
 def test_cli_prepares_on_ray_into_s3_with_the_same_content_as_the_pure_functions(
         prepared, ray_head, s3_server, monkeypatch):
     try:
-        from tests.sweep_helpers import cli, env_with
         from tests.s3_server import use_server_env
+        from tests.sweep_helpers import cli, env_with
     except ImportError:
-        from sweep_helpers import cli, env_with
         from s3_server import use_server_env
+        from sweep_helpers import cli, env_with
     uri = f"s3://{s3_server.make_bucket()}/p"
     proc = cli("data", "prepare", "imagenet", "--src", str(prepared["src"]), "--store", uri,
                "--shard-size", str(SHARD), "--address", ray_head.address,
@@ -309,6 +312,6 @@ def test_cli_prepares_on_ray_into_s3_with_the_same_content_as_the_pure_functions
             "2 files skipped") in proc.stdout
     use_server_env(s3_server, monkeypatch)
     store = open_store(uri)
-    manifest = imagenet.read_manifest(store, digest)
+    manifest = imagenet_load.read_manifest(store, digest)
     assert manifest["shards"] == prepared["manifest"]["shards"]  # same bytes: same sha256 per shard
     assert manifest["sha256"] == prepared["manifest"]["sha256"]

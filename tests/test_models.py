@@ -1,15 +1,17 @@
 """The eight named layers, the cheap LRN, the init rules, and CaffeNet's exact parameter counts."""
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn.functional as F
+from plan_helpers import planned_settings
 
+from sweepcore.settings import ModelSettings
 from workers import models
 from workers.models import LAYER_NAMES, build_model, init_layers
 
-TINY = {"arch": "small", "num_outputs": 20, "widths": [4, 4, 4, 4, 4], "fc_width": 16,
-        "dropout": 0.5, "init": "kaiming"}
+TINY = planned_settings("baseA random:0 s0").model  # the small net, 4 channels per conv, fc 16
 
 
 def _gen(seed=0):
@@ -33,8 +35,9 @@ def test_cheap_lrn_equals_torch_local_response_norm(channels, channels_last):
 
 
 def test_small_net_has_the_eight_layers_in_order_and_maps_28px_to_logits():
-    model = build_model({**TINY, "widths": [6, 8, 10, 12, 14]}, _gen())
-    assert [n for n, _ in model.named_parameters()] == [f"{l}.{p}" for l in LAYER_NAMES for p in ("weight", "bias")]
+    model = build_model(replace(TINY, widths=(6, 8, 10, 12, 14)), _gen())
+    names = [f"{layer}.{p}" for layer in LAYER_NAMES for p in ("weight", "bias")]
+    assert [n for n, _ in model.named_parameters()] == names
     assert model.fc6.in_features == 14 * 3 * 3  # 28 -> 14 -> 7 -> 3
     assert model.conv2.groups == model.conv4.groups == model.conv5.groups == 2 and model.conv3.groups == 1
     assert tuple(model(torch.zeros(3, 1, 28, 28)).shape) == (3, 20)
@@ -46,12 +49,12 @@ def test_small_net_has_the_eight_layers_in_order_and_maps_28px_to_logits():
 
 def test_groups_need_even_widths():
     with pytest.raises(ValueError, match="conv2: 4 -> 5 channels cannot be split into 2 groups"):
-        build_model({**TINY, "widths": [4, 5, 4, 4, 4]})
+        build_model(replace(TINY, widths=(4, 5, 4, 4, 4)))
 
 
 def test_caffenet_matches_the_papers_parameter_counts():
-    model = build_model({"arch": "caffenet", "num_outputs": 1000, "widths": [96, 256, 384, 384, 256],
-                         "fc_width": 4096, "dropout": 0.5, "init": "caffe"}, _gen())
+    model = build_model(ModelSettings(arch="caffenet", num_outputs=1000, widths=(96, 256, 384, 384, 256),
+                                      fc_width=4096, dropout=0.5, init="caffe"), _gen())
     counts = {name: sum(p.numel() for p in getattr(model, name).parameters()) for name in LAYER_NAMES}
     assert counts == {"conv1": 34_944, "conv2": 307_456, "conv3": 885_120, "conv4": 663_936,
                       "conv5": 442_624, "fc6": 37_752_832, "fc7": 16_781_312, "fc8": 4_097_000}
@@ -67,7 +70,7 @@ def test_caffenet_matches_the_papers_parameter_counts():
 
 
 def test_kaiming_init_is_he_normal_with_zero_biases():
-    model = build_model({**TINY, "widths": [64, 64, 64, 64, 64], "fc_width": 512}, _gen())
+    model = build_model(replace(TINY, widths=(64,) * 5, fc_width=512), _gen())
     assert abs(model.conv3.weight.std().item() - math.sqrt(2 / (64 * 9))) < 0.003
     assert abs(model.fc7.weight.std().item() - math.sqrt(2 / 512)) < 0.002
     assert all(getattr(model, n).bias.abs().sum() == 0 for n in LAYER_NAMES)

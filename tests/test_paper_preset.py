@@ -73,10 +73,10 @@ def test_transfers_copy_from_the_base_of_their_source_half_in_the_same_split():
     bases = {(t.split, t.target_half): t.key for t in plan.bases}
     for t in plan.trials:
         if t.treatment == "random":
-            assert (t.base_key, t.split, t.settings["frozen"]) == (None, "all", True)
+            assert (t.base_key, t.split, t.settings.frozen) == (None, "all", True)
         elif t.treatment != "base":
             assert t.base_key == bases[(t.split, t.source_half)], t.name
-            assert t.settings["frozen"] == (not t.treatment.endswith("+")), t.name
+            assert t.settings.frozen == (not t.treatment.endswith("+")), t.name
 
 
 def test_every_network_uses_the_papers_solver_and_caffenet():
@@ -88,6 +88,7 @@ def test_every_network_uses_the_papers_solver_and_caffenet():
     model = {"arch": "caffenet", "num_outputs": 1000, "widths": [96, 256, 384, 384, 256], "fc_width": 4096,
              "dropout": 0.5, "init": "caffe"}
     for t in plan.trials:
-        assert t.settings["train"] == solver and t.settings["model"] == model, t.name
-        assert t.settings["dataset"] == "imagenet"
-        assert t.settings["runtime"] == {"device": "cuda", "threads": 8, "channels_last": True, "data_parallel": 1}
+        assert t.settings.to_dict()["train"] == solver and t.settings.to_dict()["model"] == model, t.name
+        assert t.settings.dataset == "imagenet"
+        assert t.settings.to_dict()["runtime"] == {"device": "cuda", "threads": 8, "channels_last": True,
+                                             "data_parallel": 1}

@@ -8,6 +8,7 @@ import pytest
 
 from orchestrator.plan import PROTOCOL_VERSION, counts, make_plan, trial_key
 from orchestrator.spec import load_spec, parse_spec
+from sweepcore.settings import TrialSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,15 +50,28 @@ def test_keys_ignore_sweep_name_and_resources_but_not_training():
 
 def test_key_is_hash_of_settings():
     trial = make_plan(parse_spec(spec_dict())).trials[3]
-    s = trial.settings
+    s = trial.settings.to_dict()
     assert trial_key(s) == s["key"] == trial.key and len(s["key"]) == 16
     assert s["protocol"] == PROTOCOL_VERSION
-    json.dumps(s)  # plain JSON: crosses process boundaries as is
+    # plain JSON: crosses process boundaries as is, and comes back as the same settings
+    assert TrialSettings.from_dict(json.loads(json.dumps(s))) == trial.settings
+
+
+def test_settings_from_the_wire_are_checked_field_by_field():
+    s = make_plan(parse_spec(spec_dict())).trials[3].settings.to_dict()
+    with pytest.raises(ValueError, match=r"settings.train: missing fields \['lr'\], unknown fields \['lr_rate'\]"):
+        TrialSettings.from_dict({**s, "train": {**{k: v for k, v in s["train"].items() if k != "lr"}, "lr_rate": 1}})
+    with pytest.raises(ValueError, match="settings.runtime.threads: expected int, got '1'"):
+        TrialSettings.from_dict({**s, "runtime": {**s["runtime"], "threads": "1"}})
+    with pytest.raises(ValueError, match="settings.key '0123456789abcdef' does not match its content"):
+        TrialSettings.from_dict({**s, "key": "0123456789abcdef"})
+    with pytest.raises(ValueError, match="does not match its content"):
+        TrialSettings.from_dict({**s, "n": s["n"] + 1})  # a changed field changes the key
 
 
 def test_settings_are_complete():
     trial = [t for t in make_plan(parse_spec(spec_dict())).trials if t.treatment == "transfer"][0]
-    s = trial.settings
+    s = trial.settings.to_dict()
     assert s["model"] == {"arch": "small", "num_outputs": 20, "widths": [16, 32, 48, 48, 32],
                           "fc_width": 256, "dropout": 0.5, "init": "kaiming"}
     assert None not in (s["train"]["batch_size"], s["train"]["lr"], s["train"]["eval_every"])
@@ -103,8 +117,9 @@ def test_plan_cli_table():
 
 
 def test_orchestrator_never_imports_torch():
-    code = ("import sys, orchestrator.cli, orchestrator.plan, orchestrator.spec, orchestrator.store, "
-            "orchestrator.status, orchestrator.schedule; print('torch' in sys.modules)")
+    modules = sorted(p.stem for p in (ROOT / "orchestrator").glob("*.py") if p.stem != "__init__")
+    code = f"import sys, importlib; [importlib.import_module('orchestrator.' + m) for m in {modules!r}]; " \
+           "print('torch' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "False", proc.stderr
 

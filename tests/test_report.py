@@ -8,9 +8,19 @@ from matplotlib.figure import Figure
 
 from orchestrator.claims import HOLDS, NO_DATA
 from orchestrator.paper import paper_results
-from orchestrator.report import metric_label, missing_md, missing_trials, plot_distance, plot_transfer, \
-    reference_table_md, results_table_md, summarize, top_ks, write_report
-from orchestrator.stats import prepare
+from orchestrator.report import (
+    metric_label,
+    missing_md,
+    missing_trials,
+    plot_distance,
+    plot_transfer,
+    reference_table_md,
+    results_table_md,
+    summarize,
+    top_ks,
+    write_report,
+)
+from orchestrator.stats import pair_with_bases
 
 PLANNED_COLUMNS = ["key", "name", "dataset", "split", "source_half", "target_half", "n", "treatment", "seed"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -61,10 +71,9 @@ def test_write_report_writes_both_figures_and_the_claims_table(tmp_path):
     assert ("| # | claim | verdict | key difference, 95% CI | margin to the rule, 95% CI | power: detectable "
             "effect / paper's effect scaled | deciding numbers | tolerance |") in md
     # Claim 1 decides at AnB(1): 2 units (splits 0 and 3, one seed, both halves averaged), each
-    # 0.003 − 0.0055·z̄ with z̄ = ∓1.25: sd 0.0055·1.25·√2, half-width t(1)·sd/√2.
-    half = 12.706 * 0.0055 * 1.25
-    ci = f"+0.0030 [{0.003 - half:+.4f}, {0.003 + half:+.4f}]"
-    assert ci == "+0.0030 [-0.0844, +0.0904]"
+    # 0.003 − 0.0055·z̄ with z̄ = ∓1.25: sd 0.0055·1.25·√2, half-width t(1)·sd/√2 = 12.706·0.0055·1.25
+    # = 0.0874, worked out by hand: the report must print exactly this interval.
+    ci = "+0.0030 [-0.0844, +0.0904]"
     assert (f"| 1 | Low layers are general: AnB, BnB within noise of base at n = 1, 2 | **holds** | "
             f"AnB(1) − base: {ci} (k=2) | ") in md
     assert "1. **holds**: rule |x − base| ≤ 0.0162" in md
@@ -170,7 +179,7 @@ def test_report_text_and_figure_axes_use_the_derived_label(tmp_path, monkeypatch
     assert "Metric: `top1_paper`: top-1 accuracy, mean of the 5 best evals. " in md and "10 best" not in md
     labels = []
     monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: labels.append([ax.get_ylabel() for ax in fig.axes]))
-    p = prepare(df, "top1_final")
+    p = pair_with_bases(df, "top1_final")
     assert plot_transfer(p, tmp_path / "t.png", "t", "top1_final") and plot_distance(p, tmp_path / "d.png", "d",
                                                                                      "top1_paper")
     assert labels == [["top-1 at the last evaluation"] * 2,

@@ -14,9 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator import records
-from orchestrator import store as st
-from orchestrator.store import StoreError, open_store
+from sweepcore import records
+from sweepcore import store as st
+from sweepcore.store import StoreError, open_store
 
 try:
     from tests.s3_server import use_server_env
@@ -317,7 +317,7 @@ def test_local_crashed_commit_leftover_is_invisible(tmp_path):
     import pandas
     store = open_store(str(tmp_path))
     records.commit_result(store, make_row("k1"))
-    (tmp_path / "results" / f"{st._TMP_PREFIX}0123-k2.parquet").write_bytes(b"PAR1 half a file")
+    (tmp_path / "results" / f"{st.local.TMP_PREFIX}0123-k2.parquet").write_bytes(b"PAR1 half a file")
     assert records.committed_keys(store) == {"k1"} and store.list("results") == ["results/k1.parquet"]
     assert pandas.read_parquet(store.uri("results"))["key"].tolist() == ["k1"]
 
@@ -384,7 +384,7 @@ def test_s3_gives_up_after_the_retry_budget(s3, monkeypatch, caplog):
     monkeypatch.setenv("TRANSFER_SWEEP_STORE_RETRY_SECONDS", "4")
     endpoint = f"http://127.0.0.1:{free_port()}"
     store = open_store("s3://bucket/root", endpoint=endpoint, check=False)
-    with caplog.at_level(logging.WARNING, logger="orchestrator.store"):
+    with caplog.at_level(logging.WARNING, logger="sweepcore.store"):
         with pytest.raises(StoreError, match="unreachable"):
             store.write_bytes("x.bin", b"x")
     retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
@@ -407,7 +407,7 @@ def test_s3_operation_survives_an_outage(s3, caplog):
     try:
         assert stopped.wait(30)
         started = time.monotonic()
-        with caplog.at_level(logging.WARNING, logger="orchestrator.store"):
+        with caplog.at_level(logging.WARNING, logger="sweepcore.store"):
             assert store.commit_bytes("during.bin", b"during") is True
         assert time.monotonic() - started >= 4
     finally:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from orchestrator.plan import make_plan
-from orchestrator.spec import load_spec
-from orchestrator.store import open_store
-from orchestrator.records import read_results
 from ray_cluster import free_port
 from s3_server import AWS_ENV_TO_CLEAR
 from sweep_helpers import cli, env_with, tiny_spec
+
+from orchestrator.plan import make_plan
+from orchestrator.spec import load_spec
+from sweepcore.records import read_results
+from sweepcore.store import open_store
 
 
 def s3_env(server, **over) -> dict:

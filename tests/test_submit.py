@@ -12,15 +12,23 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-
-from orchestrator.plan import make_plan
-from orchestrator.spec import load_spec
-from orchestrator.store import open_store
-from orchestrator.records import read_results
-from orchestrator.submit import (DRIVER_ENV, META_SPEC, META_STORE, META_SWEEP, decide, driver_entrypoint,
-                                 spec_digest, submission_base)
 from ray_cluster import free_port
 from sweep_helpers import cli, env_with, tiny_spec
+
+from orchestrator.driver_job import (
+    DRIVER_ENV,
+    META_SPEC,
+    META_STORE,
+    META_SWEEP,
+    decide,
+    driver_entrypoint,
+    spec_digest,
+    submission_base,
+)
+from orchestrator.plan import make_plan
+from orchestrator.spec import load_spec
+from sweepcore.records import read_results
+from sweepcore.store import open_store
 
 pytestmark = pytest.mark.integration
 
@@ -137,7 +145,7 @@ def test_submit_without_the_token_is_refused_in_one_line(ray_head, tmp_path):
 
 
 def test_logs_without_address_prints_recorded_failures(tmp_path):
-    from orchestrator.records import record_failure
+    from sweepcore.records import record_failure
 
     spec_path = tiny_spec(tmp_path, "faillogs")
     store_dir = tmp_path / "store"

@@ -1,21 +1,21 @@
 """Surgery: what is copied, frozen, re-initialised, and what training then changes."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
+from plan_helpers import planned_settings
 
-from orchestrator.store import open_store
+from sweepcore.store import open_store
 from workers import data
 from workers.models import LAYER_NAMES, build_model
 from workers.surgery import transplant
 from workers.train import train
 
-MODEL = {"arch": "small", "num_outputs": 20, "widths": [4, 4, 4, 4, 4], "fc_width": 16,
-         "dropout": 0.5, "init": "kaiming"}
-TRAIN = {"iterations": 6, "epochs": None, "batch_size": 8, "lr": 0.05, "lr_schedule": "cosine",
-         "lr_step_every": None, "lr_gamma": 0.1, "warmup_fraction": 0.0, "momentum": 0.9,
-         "weight_decay": 0.0005, "bias_lr_mult": 2.0, "bias_decay": False, "eval_every": 3,
-         "checkpoint_every": 3, "top_k": 2, "augment": True, "bf16": False}
-RUNTIME = {"device": "cpu", "threads": 1, "channels_last": True, "data_parallel": 1}
+SETTINGS = planned_settings("baseA random:0 s0", train={"iterations": 6, "epochs": None, "warmup_fraction": 0.0,
+                                                         "checkpoint_every": 3, "top_k": 2, "bias_lr_mult": 2.0,
+                                                         "bias_decay": False})
+MODEL = SETTINGS.model
 
 
 def _gen(seed):
@@ -46,7 +46,7 @@ def base():
 
 
 def _train(model, half, tmp_path, key="t1"):
-    settings = {"key": key, "train": TRAIN, "runtime": RUNTIME}
+    settings = replace(SETTINGS, key=key)
     return train(model, half, settings, open_store(str(tmp_path / "store")), seed=3)
 
 
@@ -60,7 +60,7 @@ def test_copied_layers_equal_the_base_bitwise_and_the_rest_are_new(base, n):
             assert torch.equal(value, base[name]), name
         elif name.endswith("weight"):
             assert not torch.equal(value, base[name]), name  # re-initialised, not kept
-    assert frozen == [f"{l}.{p}" for l in LAYER_NAMES[:n] for p in ("weight", "bias")]
+    assert frozen == [f"{layer}.{p}" for layer in LAYER_NAMES[:n] for p in ("weight", "bias")]
     assert {k for k, p in model.named_parameters() if not p.requires_grad} == set(frozen)
     assert model.frozen_prefix == n
 
@@ -117,6 +117,6 @@ def test_bad_cuts_and_mismatched_bases_are_named(base):
     model = build_model(MODEL, _gen(2))
     with pytest.raises(ValueError, match="n=8: the cut must be after layer 0..7"):
         transplant(model, base, 8, True, _gen(9))
-    wider = build_model({**MODEL, "widths": [6, 4, 4, 4, 4]}, _gen(2))
+    wider = build_model(replace(MODEL, widths=(6, 4, 4, 4, 4)), _gen(2))
     with pytest.raises(ValueError, match=r"cannot copy conv1.weight: base has shape \(4, 1, 5, 5\)"):
         transplant(wider, base, 2, True, _gen(9))

@@ -7,12 +7,12 @@ import time
 import pandas as pd
 import pyarrow.dataset as pads
 import pytest
+from sweep_helpers import attempt_count, cli, env_with, result_files, tiny_spec
 
 from orchestrator.plan import make_plan
 from orchestrator.spec import load_spec
-from orchestrator.store import open_store
-from orchestrator.records import read_attempts, read_results
-from sweep_helpers import attempt_count, cli, env_with, result_files, tiny_spec
+from sweepcore.records import read_attempts, read_results
+from sweepcore.store import open_store
 
 pytestmark = pytest.mark.integration
 

@@ -1,31 +1,23 @@
 """Training loop and run_trial: schedule, exact resume, corrupt checkpoints, exactly-once results."""
-import copy
+import dataclasses
 import io
 import math
 
 import numpy as np
 import pytest
 import torch
+from plan_helpers import planned_settings
 
-from orchestrator import records
-from orchestrator import store as st
+from sweepcore import layout, records
+from sweepcore import store as st
 from workers import data, trial
 from workers import train as training
 from workers.models import build_model
 from workers.surgery import transplant
 
-SETTINGS = {
-    "protocol": 1, "key": "0123456789abcdef", "sweep": "test", "name": "baseA", "treatment": "base",
-    "dataset": "tiny-test", "split": "random:0", "target_half": "A", "source_half": None, "n": 0,
-    "frozen": False, "seed": 0, "base_key": None,
-    "model": {"arch": "small", "num_outputs": 20, "widths": [4, 4, 4, 4, 4], "fc_width": 16,
-              "dropout": 0.5, "init": "kaiming"},
-    "train": {"iterations": None, "epochs": 2.0, "batch_size": 8, "lr": 0.05, "lr_schedule": "cosine",
-              "lr_step_every": None, "lr_gamma": 0.1, "warmup_fraction": 0.1, "momentum": 0.9,
-              "weight_decay": 0.0005, "bias_lr_mult": 2.0, "bias_decay": False, "eval_every": 3,
-              "checkpoint_every": 4, "top_k": 3, "augment": True, "bf16": False},
-    "runtime": {"device": "cpu", "threads": 1, "channels_last": True, "data_parallel": 1},
-}  # tiny-test: 10 classes x 6 images per half -> 60 images, 7 batches of 8 per epoch, 15 steps
+# tiny-test: 10 classes x 6 images per half -> 60 images, 7 batches of 8 per epoch, 15 steps
+TRAIN = {"bias_lr_mult": 2.0, "bias_decay": False}
+SETTINGS = planned_settings("baseA random:0 s0", dataset="tiny-test", train=TRAIN)
 
 
 def _tiny_arrays():
@@ -53,12 +45,12 @@ def _store(tmp_path, name="store"):
 
 
 def _state(store, key):
-    return torch.load(io.BytesIO(store.read_bytes(st.base_model_path(key))), weights_only=True)
+    return torch.load(io.BytesIO(store.read_bytes(layout.base_model_path(key))), weights_only=True)
 
 
 def _curve(store, key):
     import pyarrow.parquet as pq
-    rows = pq.read_table(store.uri(st.curve_path(key))).to_pylist()
+    rows = pq.read_table(store.uri(layout.curve_path(key))).to_pylist()
     return [(r["step"], r["top1"], r["loss"], r["lr"]) for r in rows]  # seconds differ between runs
 
 
@@ -68,18 +60,18 @@ def _same_state(a, b):
 
 # --- schedule and optimiser -----------------------------------------------------------------------
 def test_iterations_and_learning_rate_schedules():
-    tr = SETTINGS["train"]
+    tr = SETTINGS.train
     assert training.total_iterations(tr, 60) == math.ceil(2.0 * 60 / 8) == 15
-    assert training.total_iterations({**tr, "iterations": 7}, 60) == 7
-    cos = {**tr, "lr": 1.0, "warmup_fraction": 0.1}
+    assert training.total_iterations(dataclasses.replace(tr, iterations=7), 60) == 7
+    cos = dataclasses.replace(tr, lr=1.0, warmup_fraction=0.1)
     assert [training.learning_rate(cos, s, 100) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]
     assert training.learning_rate(cos, 55, 100) == pytest.approx(0.5)
     assert training.learning_rate(cos, 99, 100) == pytest.approx(0.5 * (1 + math.cos(math.pi * 89 / 90)))
-    step = {**tr, "lr": 0.01, "lr_schedule": "step", "lr_step_every": 10, "lr_gamma": 0.1, "warmup_fraction": 0.0}
+    step = dataclasses.replace(tr, lr=0.01, lr_schedule="step", lr_step_every=10, lr_gamma=0.1, warmup_fraction=0.0)
     assert [training.learning_rate(step, s, 100) for s in (0, 9, 10, 25)] == \
         [0.01, 0.01, 0.01 * 0.1, 0.01 * 0.1 ** 2]
     with pytest.raises(ValueError, match="unknown lr_schedule 'poly'"):
-        training.learning_rate({**tr, "lr_schedule": "poly"}, 0, 10)
+        training.learning_rate(dataclasses.replace(tr, lr_schedule="poly"), 0, 10)
 
 
 def test_paper_metric_is_the_mean_of_the_top_k():
@@ -88,9 +80,9 @@ def test_paper_metric_is_the_mean_of_the_top_k():
 
 
 def test_optimizer_skips_frozen_params_and_applies_bias_rules():
-    model = build_model(SETTINGS["model"], torch.Generator().manual_seed(0))
+    model = build_model(SETTINGS.model, torch.Generator().manual_seed(0))
     transplant(model, None, 2, True, torch.Generator().manual_seed(1))
-    opt = training.make_optimizer(model, SETTINGS["train"])
+    opt = training.make_optimizer(model, SETTINGS.train)
     weights, biases = opt.param_groups
     trainable = {id(p) for n, p in model.named_parameters() if not n.startswith(("conv1", "conv2"))}
     assert {id(p) for g in opt.param_groups for p in g["params"]} == trainable
@@ -103,7 +95,7 @@ def test_optimizer_skips_frozen_params_and_applies_bias_rules():
 def test_base_trial_commits_weights_curve_result_and_reports(tmp_path):
     store, reports = _store(tmp_path), []
     row = trial.run_trial(SETTINGS, store, report=reports.append)
-    key = SETTINGS["key"]
+    key = SETTINGS.key
     assert row["status"] == "ok" and row["error"] is None and row["steps"] == 15 and row["n"] == 0
     assert [r["step"] for r in reports] == [3, 6, 9, 12, 15]
     assert set(reports[0]) == {"step", "total_steps", "top1", "loss", "lr"} and reports[0]["total_steps"] == 15
@@ -112,10 +104,10 @@ def test_base_trial_commits_weights_curve_result_and_reports(tmp_path):
     assert row["wall_seconds"] > 0
     assert records.read_result(store, key)["top1_paper"] == pytest.approx(row["top1_paper"])
     assert [c[0] for c in _curve(store, key)] == [3, 6, 9, 12, 15]
-    assert set(_state(store, key)) == {f"{l}.{p}" for l in ("conv1", "conv2", "conv3", "conv4", "conv5",
+    assert set(_state(store, key)) == {f"{layer}.{p}" for layer in ("conv1", "conv2", "conv3", "conv4", "conv5",
                                                               "fc6", "fc7", "fc8") for p in ("weight", "bias")}
-    assert store.exists(st.progress_path(key))
-    assert store.list(st.checkpoint_prefix(key)) == []  # dropped once the result is committed
+    assert store.exists(layout.progress_path(key))
+    assert store.list(layout.checkpoint_prefix(key)) == []  # dropped once the result is committed
 
 
 def test_interrupted_and_resumed_equals_uninterrupted_bitwise(tmp_path):
@@ -124,12 +116,12 @@ def test_interrupted_and_resumed_equals_uninterrupted_bitwise(tmp_path):
     split = _store(tmp_path, "split")
     with pytest.raises(training.TrainingInterrupted):
         trial.run_trial(SETTINGS, split, stop_after=10)  # checkpoint at 8, steps 9-10 lost
-    assert records.read_result(split, SETTINGS["key"]) is None
+    assert records.read_result(split, SETTINGS.key) is None
     reports = []
     resumed = trial.run_trial(SETTINGS, split, report=reports.append)
     assert [r["step"] for r in reports] == [9, 12, 15]  # resumed at the step-8 checkpoint
-    assert _same_state(_state(split, SETTINGS["key"]), _state(whole, SETTINGS["key"]))
-    assert _curve(split, SETTINGS["key"]) == _curve(whole, SETTINGS["key"])
+    assert _same_state(_state(split, SETTINGS.key), _state(whole, SETTINGS.key))
+    assert _curve(split, SETTINGS.key) == _curve(whole, SETTINGS.key)
     assert (resumed["top1_final"], resumed["top1_paper"], resumed["steps"]) == \
         (expected["top1_final"], expected["top1_paper"], expected["steps"])
 
@@ -137,10 +129,10 @@ def test_interrupted_and_resumed_equals_uninterrupted_bitwise(tmp_path):
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     whole = _store(tmp_path, "whole")
     trial.run_trial(SETTINGS, whole)
-    split, key = _store(tmp_path, "split"), SETTINGS["key"]
+    split, key = _store(tmp_path, "split"), SETTINGS.key
     with pytest.raises(training.TrainingInterrupted):
         trial.run_trial(SETTINGS, split, stop_after=12)  # checkpoints at 8 and 12
-    newest = f"{st.checkpoint_prefix(key)}/step-{12:09d}.pt"
+    newest = f"{layout.checkpoint_prefix(key)}/step-{12:09d}.pt"
     blob = bytearray(split.read_bytes(newest))
     blob[len(blob) // 2] ^= 0xFF
     split.write_bytes(newest, bytes(blob))
@@ -167,10 +159,9 @@ def test_second_run_returns_the_committed_row_without_training(tmp_path, monkeyp
 def test_transfer_copies_the_committed_base_and_keeps_frozen_layers(tmp_path, monkeypatch):
     store = _store(tmp_path)
     trial.run_trial(SETTINGS, store)
-    base = _state(store, SETTINGS["key"])
-    transfer = copy.deepcopy(SETTINGS)
-    transfer.update(key="fedcba9876543210", name="AnB n=3", treatment="transfer", target_half="B",
-                    source_half="A", n=3, frozen=True, base_key=SETTINGS["key"])
+    base = _state(store, SETTINGS.key)
+    transfer = planned_settings("AnB n=3 random:0 s0", dataset="tiny-test", train=TRAIN)
+    assert transfer.base_key == SETTINGS.key
     captured = {}
     real_train = trial.train
 
@@ -180,21 +171,21 @@ def test_transfer_copies_the_committed_base_and_keeps_frozen_layers(tmp_path, mo
         return outcome
     monkeypatch.setattr(trial, "train", spy)
     row = trial.run_trial(transfer, store)
-    assert row["treatment"] == "transfer" and row["base_key"] == SETTINGS["key"] and row["n"] == 3
+    assert row["treatment"] == "transfer" and row["base_key"] == SETTINGS.key and row["n"] == 3
     for name, value in captured.items():
         assert torch.equal(value, base[name]) == name.startswith(("conv1", "conv2", "conv3")), name
-    assert not store.exists(st.base_model_path(transfer["key"]))  # only bases publish weights
+    assert not store.exists(layout.base_model_path(transfer.key))  # only bases publish weights
 
 
 def test_missing_base_weights_is_a_clear_error(tmp_path):
-    transfer = {**SETTINGS, "key": "aaaabbbbccccdddd", "treatment": "selffer", "n": 2, "frozen": True,
-                "base_key": "0000111122223333", "source_half": "A"}
+    transfer = dataclasses.replace(planned_settings("AnA n=2 random:0 s0", dataset="tiny-test", train=TRAIN),
+                                   base_key="0000111122223333")
     with pytest.raises(FileNotFoundError, match="base weights bases/0000111122223333/model.pt not found"):
         trial.run_trial(transfer, _store(tmp_path))
 
 
 def test_inconsistent_treatments_are_refused(tmp_path):
     with pytest.raises(ValueError, match="needs the base_key"):
-        trial.run_trial({**SETTINGS, "treatment": "transfer", "n": 2}, _store(tmp_path))
+        trial.run_trial(dataclasses.replace(SETTINGS, treatment="transfer", n=2), _store(tmp_path))
     with pytest.raises(ValueError, match="a base trial has n=0"):
-        trial.run_trial({**SETTINGS, "n": 2}, _store(tmp_path))
+        trial.run_trial(dataclasses.replace(SETTINGS, n=2), _store(tmp_path))

@@ -10,17 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sweepcore.settings import ModelSettings
+
 LAYER_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 1.0
 CAFFE_STD = {"conv1": 0.01, "conv2": 0.01, "conv3": 0.01, "conv4": 0.01, "conv5": 0.01,
              "fc6": 0.005, "fc7": 0.005, "fc8": 0.01}
 CAFFE_BIAS = {"conv1": 0.0, "conv2": 1.0, "conv3": 0.0, "conv4": 1.0, "conv5": 1.0,
               "fc6": 1.0, "fc7": 1.0, "fc8": 0.0}
-
-
-def layer_index(name: str) -> int:
-    """1-based position of a layer name (conv1 -> 1, fc8 -> 8)."""
-    return LAYER_NAMES.index(name) + 1
 
 
 def layer_parameter_names(i: int) -> list[str]:
@@ -44,6 +41,7 @@ class CheapLRN(nn.Module):
         c = torch.arange(channels)
         lo, hi = size // 2, (size - 1) // 2  # window [c - lo, c + hi], as local_response_norm pads
         band = ((c[None, :] >= c[:, None] - lo) & (c[None, :] <= c[:, None] + hi)).float()
+        self.band: torch.Tensor
         self.register_buffer("band", band[:, :, None, None], persistent=False)  # not a weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -51,10 +49,10 @@ class CheapLRN(nn.Module):
         return x * (window * (LRN_ALPHA / self.size) + LRN_K).pow(-LRN_BETA)
 
 
-def _arch_spec(model_settings: dict) -> dict:
+def _arch_spec(model_settings: ModelSettings) -> dict:
     """Layer shapes of an architecture: conv (out, kernel, stride, pad, groups), pools, fc sizes."""
-    arch = model_settings["arch"]
-    widths = list(model_settings["widths"])
+    arch = model_settings.arch
+    widths = list(model_settings.widths)
     if len(widths) != 5:
         raise ValueError(f"model widths must list 5 conv widths, got {widths}")
     if arch == "small":
@@ -81,14 +79,14 @@ class LayeredNet(nn.Module):
     still runs in training mode and draws the same random numbers.
     """
 
-    def __init__(self, model_settings: dict):
+    def __init__(self, model_settings: ModelSettings):
         super().__init__()
         spec = _arch_spec(model_settings)
-        self.init_rule = model_settings["init"]
+        self.init_rule = model_settings.init
         if self.init_rule not in ("kaiming", "caffe"):
             raise ValueError(f"unknown init {self.init_rule!r}: expected 'kaiming' or 'caffe'")
         self.pool_pad = spec["pool_pad"]
-        self.dropout = float(model_settings["dropout"])
+        self.dropout = float(model_settings.dropout)
         self.frozen_prefix = 0
         channels, size = spec["in_channels"], spec["in_size"]
         for i, (out, k, stride, pad, groups) in enumerate(spec["convs"], start=1):
@@ -100,10 +98,10 @@ class LayeredNet(nn.Module):
                 size = _out_size(size, 3, 2, self.pool_pad[(1, 2, 5).index(i)])
         self.lrn1 = CheapLRN(spec["convs"][0][0])
         self.lrn2 = CheapLRN(spec["convs"][1][0])
-        fc = int(model_settings["fc_width"])
+        fc = int(model_settings.fc_width)
         self.fc6 = nn.Linear(channels * size * size, fc)
         self.fc7 = nn.Linear(fc, fc)
-        self.fc8 = nn.Linear(fc, int(model_settings["num_outputs"]))
+        self.fc8 = nn.Linear(fc, int(model_settings.num_outputs))
 
     def _stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Layer i (1..8) with its ReLU / pool / LRN / dropout."""
@@ -155,7 +153,7 @@ def init_layers(model: LayeredNet, layer_names, generator: torch.Generator | Non
                 layer.bias.fill_(CAFFE_BIAS[name])
 
 
-def build_model(model_settings: dict, generator: torch.Generator | None = None) -> LayeredNet:
+def build_model(model_settings: ModelSettings, generator: torch.Generator | None = None) -> LayeredNet:
     """The network of `model_settings` (arch, num_outputs, widths, fc_width, dropout, init), with
     every layer initialised by its init rule from `generator` (torch's global RNG when None)."""
     model = LayeredNet(model_settings)

@@ -19,7 +19,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from orchestrator import records
+from sweepcore import records
+from sweepcore.settings import TrainSettings, TrialSettings
+from sweepcore.store import Store
+from workers.data import HalfLoader
 
 EVAL_BATCH = 500
 DATA_SEED_OFFSET = 0x9E3779B97F4A7C15  # keeps the data stream distinct from the dropout stream
@@ -45,25 +48,30 @@ class TrainOutcome:
     state_dict: dict = field(repr=False)  # final weights (CPU tensors)
 
 
-def total_iterations(train_settings: dict, num_train: int) -> int:
+def total_iterations(train_settings: TrainSettings, num_train: int) -> int:
     """`iterations` if set, else ceil(epochs * num_train / batch_size)."""
-    if train_settings["iterations"] is not None:
-        return int(train_settings["iterations"])
-    return math.ceil(float(train_settings["epochs"]) * num_train / int(train_settings["batch_size"]))
+    if train_settings.iterations is not None:
+        return int(train_settings.iterations)
+    if train_settings.epochs is None:
+        raise ValueError("train settings give neither iterations nor epochs")
+    return math.ceil(float(train_settings.epochs) * num_train / int(train_settings.batch_size))
 
 
-def learning_rate(train_settings: dict, step: int, total: int) -> float:
+def learning_rate(train_settings: TrainSettings, step: int, total: int) -> float:
     """Learning rate of iteration `step` (0-based): linear warm-up, then cosine or step decay."""
-    base = float(train_settings["lr"])
-    warmup = int(round(float(train_settings["warmup_fraction"]) * total))
-    schedule = train_settings["lr_schedule"]
+    base = float(train_settings.lr)
+    warmup = int(round(float(train_settings.warmup_fraction) * total))
+    schedule = train_settings.lr_schedule
     if schedule == "cosine":
         if step < warmup:
             return base * (step + 1) / warmup
         progress = (step - warmup) / max(1, total - warmup)
         return base * 0.5 * (1.0 + math.cos(math.pi * progress))
     if schedule == "step":
-        lr = base * float(train_settings["lr_gamma"]) ** (step // int(train_settings["lr_step_every"]))
+        every = train_settings.lr_step_every
+        if every is None:
+            raise ValueError("lr_schedule 'step' needs lr_step_every")
+        lr = base * float(train_settings.lr_gamma) ** (step // int(every))
         return lr * (step + 1) / warmup if step < warmup else lr
     raise ValueError(f"unknown lr_schedule {schedule!r}: expected 'cosine' or 'step'")
 
@@ -74,22 +82,23 @@ def paper_metric(top1s: list[float], top_k: int) -> float:
     return sum(best) / len(best)
 
 
-def make_optimizer(model: torch.nn.Module, train_settings: dict) -> torch.optim.SGD:
+def make_optimizer(model: torch.nn.Module, train_settings: TrainSettings) -> torch.optim.SGD:
     """SGD with momentum over trainable parameters only (frozen ones get neither steps nor decay).
 
     Two param groups: weights (lr x1, weight decay) and biases (lr x bias_lr_mult, decay only if
     bias_decay). Each group's 'lr_mult' scales the scheduled lr.
     """
-    decay = float(train_settings["weight_decay"])
-    weights, biases = [], []
+    decay = float(train_settings.weight_decay)
+    weights: list[torch.nn.Parameter] = []
+    biases: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         if param.requires_grad:
             (biases if name.endswith(".bias") else weights).append(param)
     groups = [{"params": weights, "lr_mult": 1.0, "weight_decay": decay},
-              {"params": biases, "lr_mult": float(train_settings["bias_lr_mult"]),
-               "weight_decay": decay if train_settings["bias_decay"] else 0.0}]
-    return torch.optim.SGD([g for g in groups if g["params"]], lr=float(train_settings["lr"]),
-                           momentum=float(train_settings["momentum"]))
+              {"params": biases, "lr_mult": float(train_settings.bias_lr_mult),
+               "weight_decay": decay if train_settings.bias_decay else 0.0}]
+    return torch.optim.SGD([g for g in groups if g["params"]], lr=float(train_settings.lr),
+                           momentum=float(train_settings.momentum))
 
 
 def evaluate(model: torch.nn.Module, data, batch_size: int, device: str, channels_last: bool,
@@ -124,37 +133,37 @@ def _set_rng_states(states: dict, device: str) -> None:
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
-def train(model: torch.nn.Module, data, settings: dict, store, *, seed: int,
+def train(model: torch.nn.Module, data: HalfLoader, settings: TrialSettings, store: Store, *, seed: int,
           report: Callable[[dict], None] | None = None, stop_after: int | None = None) -> TrainOutcome:
     """Train `model` (already built and transplanted) on `data`, resuming from the store's newest
-    valid checkpoint of settings['key'] if there is one.
+    valid checkpoint of settings.key if there is one.
 
     `seed` seeds dropout (torch's global RNG) and the data order/augmentation generator.
     `report(metrics)` is called after each evaluation with step, total_steps, top1, loss (mean
     training loss since the previous evaluation) and lr. `stop_after=k` raises
     TrainingInterrupted after step k, after that step's checkpoint if one was due.
     """
-    key, tr, rt = settings["key"], settings["train"], settings["runtime"]
-    device, channels_last = rt["device"], bool(rt["channels_last"])
-    torch.set_num_threads(int(rt["threads"]))
-    batch_size, total = int(tr["batch_size"]), total_iterations(tr, data.num_train)
-    eval_every, ckpt_every = int(tr["eval_every"]), int(tr["checkpoint_every"])
-    augment = bool(tr["augment"])
+    key, tr, rt = settings.key, settings.train, settings.runtime
+    device, channels_last = rt.device, rt.channels_last
+    torch.set_num_threads(rt.threads)
+    batch_size, total = tr.batch_size, total_iterations(tr, data.num_train)
+    eval_every, ckpt_every = tr.eval_every, tr.checkpoint_every
+    augment = tr.augment
     if total < 1:
         raise ValueError(f"trial {key}: {total} iterations; a training needs at least one")
-    use_bf16 = bool(tr["bf16"]) and device.startswith("cuda")
+    use_bf16 = tr.bf16 and device.startswith("cuda")
 
     def autocast():
         return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
 
     model.to(device)
     if channels_last:
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     data = data.to(device)
     optimizer = make_optimizer(model, tr)
     forward = model
-    if int(rt.get("data_parallel", 1)) > 1:
-        forward = torch.nn.DataParallel(model, device_ids=list(range(int(rt["data_parallel"]))))
+    if rt.data_parallel > 1:
+        forward = torch.nn.DataParallel(model, device_ids=list(range(rt.data_parallel)))
 
     # two streams from one seed: dropout (torch's global RNG) and data order + augmentation
     generator = torch.Generator().manual_seed((seed + DATA_SEED_OFFSET) % 2**64)
@@ -226,5 +235,5 @@ def train(model: torch.nn.Module, data, settings: dict, store, *, seed: int,
 
     top1s = [row["top1"] for row in curve]
     return TrainOutcome(steps=step, curve=curve, wall_seconds=wall(), top1_final=top1s[-1],
-                        top1_paper=paper_metric(top1s, int(tr["top_k"])),
+                        top1_paper=paper_metric(top1s, tr.top_k),
                         state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})

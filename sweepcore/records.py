@@ -1,7 +1,8 @@
 """What the store holds, on top of its byte API: checkpoints with sha256 sidecars, the results and
 curve Parquet rows, progress, and the failure and attempt records of each trial.
 
-Knows neither torch nor ray (callers hand over bytes and dicts). Layout and schema: docs/contracts.md.
+Knows neither torch nor ray (callers hand over bytes and dicts). Paths: layout.py; schema for users:
+docs/contracts.md.
 """
 from __future__ import annotations
 
@@ -19,9 +20,18 @@ from concurrent.futures import ThreadPoolExecutor
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator.store import (S3Store, Store, _check_key, _redact, attempts_prefix, checkpoint_prefix,
-                                curve_path,
-                                failures_prefix, progress_path, result_path)
+from sweepcore.layout import (
+    RESULTS,
+    attempts_prefix,
+    check_key,
+    checkpoint_path,
+    checkpoint_prefix,
+    curve_path,
+    failures_prefix,
+    progress_path,
+    result_path,
+)
+from sweepcore.store import Store, redact
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +40,10 @@ log = logging.getLogger(__name__)
 _CKPT_RE = re.compile(r"/step-(\d{9})\.pt$")
 
 
-def checkpoint_path(key: str, step: int) -> str:
-    return f"{checkpoint_prefix(_check_key(key))}/step-{int(step):09d}.pt"
-
-
 def _checkpoint_steps(store: Store, key: str) -> list[int]:
     """Steps that have a checkpoint file or a sidecar, ascending."""
     steps = set()
-    for path in store.list(checkpoint_prefix(_check_key(key))):
+    for path in store.list(checkpoint_prefix(key)):
         match = _CKPT_RE.search(path.removesuffix(".sha256"))
         if match:
             steps.add(int(match.group(1)))
@@ -150,13 +156,13 @@ def commit_result(store: Store, row: dict) -> bool:
     """Commit one result row (docs/contracts.md schema) to results/<key>.parquet, create-only.
     True if this call committed it; False if a row for that key was already there."""
     table = _to_table([row], RESULT_SCHEMA, "result row")
-    return store.commit_bytes(result_path(_check_key(row["key"])), _parquet_bytes(table))
+    return store.commit_bytes(result_path(row["key"]), _parquet_bytes(table))
 
 
 def read_result(store: Store, key: str) -> dict | None:
     """The committed row for `key`, or None."""
     try:
-        data = store.read_bytes(result_path(_check_key(key)))
+        data = store.read_bytes(result_path(key))
     except FileNotFoundError:
         return None
     return _read_parquet(data, RESULT_SCHEMA).to_pylist()[0]
@@ -164,7 +170,7 @@ def read_result(store: Store, key: str) -> dict | None:
 
 def committed_keys(store: Store) -> set[str]:
     """Keys that have a committed result (a listing, no file reads)."""
-    return {p[len("results/"):-len(".parquet")] for p in store.list("results")
+    return {p[len(RESULTS) + 1:-len(".parquet")] for p in store.list(RESULTS)
             if p.endswith(".parquet") and p.count("/") == 1}
 
 
@@ -175,7 +181,7 @@ def read_results(store: Store, keys: set[str] | None = None):
     if not wanted:
         return RESULT_SCHEMA.empty_table()
     # object stores answer one GET at a time: overlap them (the client is thread-safe)
-    with ThreadPoolExecutor(max_workers=16 if isinstance(store, S3Store) else 1) as pool:
+    with ThreadPoolExecutor(max_workers=store.parallel_reads) as pool:
         blobs = list(pool.map(lambda k: store.read_bytes(result_path(k)), wanted))
     return pa.concat_tables([_read_parquet(b, RESULT_SCHEMA) for b in blobs])
 
@@ -183,7 +189,7 @@ def read_results(store: Store, keys: set[str] | None = None):
 def commit_curve(store: Store, key: str, rows: list[dict]) -> bool:
     """Commit the evaluation curve (columns key, step, top1, loss, lr, seconds), create-only.
     Rows may omit `key`; one that names another key is a ValueError."""
-    _check_key(key)
+    check_key(key)
     full = []
     for row in rows:
         if row.get("key", key) != key:
@@ -196,7 +202,7 @@ def commit_curve(store: Store, key: str, rows: list[dict]) -> bool:
 def read_curve(store: Store, key: str) -> pa.Table | None:
     """The committed curve of `key` as a table (CURVE_SCHEMA), or None."""
     try:
-        return _read_parquet(store.read_bytes(curve_path(_check_key(key))), CURVE_SCHEMA)
+        return _read_parquet(store.read_bytes(curve_path(key)), CURVE_SCHEMA)
     except FileNotFoundError:
         return None
 
@@ -204,13 +210,13 @@ def read_curve(store: Store, key: str) -> pa.Table | None:
 def write_progress(store: Store, key: str, progress: dict) -> None:
     """Overwrite trials/<key>/progress.json (step, total_steps, updated_at, ...)."""
     data = json.dumps(progress, sort_keys=True, default=str).encode()
-    store.write_bytes(progress_path(_check_key(key)), data)
+    store.write_bytes(progress_path(key), data)
 
 
 def read_progress(store: Store, key: str) -> dict | None:
     """The last progress written for `key`, or None."""
     try:
-        return json.loads(store.read_bytes(progress_path(_check_key(key))))
+        return json.loads(store.read_bytes(progress_path(key)))
     except FileNotFoundError:
         return None
 
@@ -229,13 +235,13 @@ def _read_records(store: Store, prefix: str) -> list[dict]:
 
 def record_failure(store: Store, key: str, error_line: str, traceback_text: str, where: str) -> str:
     """Write one failure record; returns its path. `where` says where the full log is."""
-    record = {"error": _redact(error_line), "traceback": _redact(traceback_text), "where": where}
-    return _commit_record(store, failures_prefix(_check_key(key)), record)
+    record = {"error": redact(error_line), "traceback": redact(traceback_text), "where": where}
+    return _commit_record(store, failures_prefix(key), record)
 
 
 def read_failures(store: Store, key: str) -> list[dict]:
     """All failure records of `key` (error, traceback, where, at), oldest first."""
-    return _read_records(store, failures_prefix(_check_key(key)))
+    return _read_records(store, failures_prefix(key))
 
 
 def record_attempt(store: Store, key: str) -> str:
@@ -244,10 +250,10 @@ def record_attempt(store: Store, key: str) -> str:
     unless that checkpoint fails verification)."""
     steps = _checkpoint_steps(store, key)
     record = {"pid": os.getpid(), "host": socket.gethostname(), "resume_step": steps[-1] if steps else 0}
-    return _commit_record(store, attempts_prefix(_check_key(key)), record)
+    return _commit_record(store, attempts_prefix(key), record)
 
 
 def read_attempts(store: Store, key: str) -> list[dict]:
     """All attempt records of `key`, oldest first."""
-    return _read_records(store, attempts_prefix(_check_key(key)))
+    return _read_records(store, attempts_prefix(key))
 

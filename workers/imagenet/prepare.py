@@ -1,6 +1,5 @@
-"""ImageNet (ILSVRC-2012): prepare shards of 256x256 warped images once, then train from them.
+"""Prepare ImageNet shards (pure functions; orchestrator/prepare.py runs them as Ray tasks, one per shard).
 
-Preparation (pure functions; orchestrator/prepare.py runs them as Ray tasks, one per shard):
 - `scan_source(src)`: the folder layout -> classes (sorted wnids: class index = position) and the
   image list. train/<wnid>/*.JPEG; val/<wnid>/*.JPEG, or a flat val/ plus LOC_val_solution.csv or
   val_labels.txt (`<filename> <wnid>` lines) in SRC or SRC/val.
@@ -11,17 +10,11 @@ Preparation (pure functions; orchestrator/prepare.py runs them as Ray tasks, one
   for train, .sums.npy (per-class pixel sums), then .json last as the shard's commit marker. An
   unreadable image is reported (file + reason) and skipped, never fatal. A shard whose .json is in
   the store is not redone: <hash> covers the recipe, the shard size and every file's name and size.
-- `finish(store, info)`: merge the per-class sums into class_sums.npy and the train-set mean image
-  mean.npy (256x256x3 float32), commit manifest.json, then point datasets/imagenet/LATEST at <hash>.
+- `merge_shards(store, source, jobs)`: merge the per-class sums into class_sums.npy and the train-set
+  mean image mean.npy (256x256x3 float32), commit manifest.json, then point datasets/imagenet/LATEST
+  at <hash>.
 
-Training (`load_imagenet_half` -> `ImageNetHalf`, the HalfLoader of workers/data.py): memory-maps the
-shards of the half's classes (straight from a local store, else from a verified local cache), labels
-re-indexed 0..k-1 within the half; a batch is gathered on the host as uint8 and moved to the device,
-where the random 227x227 crop + mirror (centre crop at test) and the mean subtraction happen as one
-gather. The mean is the half's own training mean (the release computed one mean file per half), and
-inputs are not scaled (Caffe's reference net subtracts the mean only).
-
-torch is imported lazily: the preparation side runs in processes that never import torch.
+numpy and Pillow only: the driver runs the scan without torch.
 """
 from __future__ import annotations
 
@@ -30,28 +23,19 @@ import hashlib
 import io
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from orchestrator.store import LocalStore, dataset_prefix
-from workers.data import cache_dir, half_classes
+from sweepcore.layout import dataset_prefix
+from sweepcore.store import Store
+from workers.imagenet import IMAGE_SIZE, MANIFEST, NAME, POINTER, RECIPE
 
-NAME = "imagenet"
-IMAGE_SIZE, CROP = 256, 227
-CENTRE = (IMAGE_SIZE - CROP) // 2  # Caffe's test-time offset: 14
 DEFAULT_SHARD_SIZE = 1000
 IMAGE_EXTENSIONS = {".jpeg", ".jpg", ".png"}
 VAL_LABEL_FILES = ("LOC_val_solution.csv", "val_labels.txt")
-POINTER = f"datasets/{NAME}/LATEST"
-MANIFEST = "manifest.json"
-# What the shard bytes depend on. Bump the version when the decoding or the layout changes.
-RECIPE = {"version": 1, "size": IMAGE_SIZE, "warp": "Pillow draft(RGB, 256) + convert RGB + "
-          "resize 256x256 bilinear, no aspect preservation", "order": "class index, then file name"}
-_GATHER_THREADS = 8  # parallel page faults when a batch comes from cold memory-mapped shards
 
 
 class SourceError(ValueError):
@@ -132,11 +116,11 @@ def scan_source(src: str | Path) -> Source:
             raise SourceError(f"{val} has images but no labels file ({' or '.join(VAL_LABEL_FILES)} "
                               f"in {root} or {val})")
         for e in flat:
-            wnid = (labels or {}).get(Path(e.name).stem)
-            if wnid in index:
-                items.append(("val", f"val/{e.name}", index[wnid], e.stat().st_size))
+            label = (labels or {}).get(Path(e.name).stem)
+            if label is not None and label in index:
+                items.append(("val", f"val/{e.name}", index[label], e.stat().st_size))
             else:
-                reason = "no label in the labels file" if wnid is None else f"class {wnid} is not a train/ class"
+                reason = "no label in the labels file" if label is None else f"class {label} is not a train/ class"
                 skipped.append({"split": "val", "file": f"val/{e.name}", "reason": reason})
     if not any(s == "val" for s, *_ in items):
         raise SourceError(f"{val} has no labelled images of the train/ classes")
@@ -185,11 +169,11 @@ def shard_jobs(source: Source, shard_size: int = DEFAULT_SHARD_SIZE) -> list[Sha
 
 def warp(path: str | Path) -> np.ndarray:
     """Decode one image and warp it to 256x256x3 RGB uint8 (no aspect preservation)."""
-    from PIL import Image
+    from PIL import Image  # noqa: PLC0415 (Pillow only on the workers that decode)
     with Image.open(path) as im:
         im.draft("RGB", (IMAGE_SIZE, IMAGE_SIZE))  # JPEG: decode at the smallest DCT scale >= 256
         rgb = im.convert("RGB")  # grayscale and CMYK JPEGs exist in ILSVRC-2012
-    return np.asarray(rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR), dtype=np.uint8)
+    return np.asarray(rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
 def _npy(a: np.ndarray) -> bytes:
@@ -222,7 +206,7 @@ def prepare_shard(job: ShardJob, store) -> dict:
     x = np.stack(images) if images else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
     y = np.asarray(labels, dtype=np.int16)
     present = sorted(set(labels))
-    meta = {"split": job.split, "index": job.index, "count": len(labels),
+    meta: dict[str, Any] = {"split": job.split, "index": job.index, "count": len(labels),
             "class_counts": [[c, labels.count(c)] for c in present], "skipped": skipped,
             "sha256": {"images": _commit(store, f"{job.stem}.npy", _npy(x)),
                        "labels": _commit(store, f"{job.stem}.labels.npy", _npy(y))}}
@@ -234,7 +218,7 @@ def prepare_shard(job: ShardJob, store) -> dict:
     return {**meta, "reused": False}
 
 
-def finish(store, source: Source, jobs: list[ShardJob]) -> dict:
+def merge_shards(store: Store, source: Source, jobs: list[ShardJob]) -> dict:
     """Merge the shards' metas and sums: commit class_sums.npy, mean.npy, manifest.json; set LATEST."""
     digest = jobs[0].digest
     prefix = dataset_prefix(NAME, digest)
@@ -278,195 +262,3 @@ def _merge(store, source: Source, jobs: list[ShardJob], prefix: str) -> None:
                 "shards": shards, "mean": "mean.npy", "class_sums": "class_sums.npy",
                 "sha256": hashes, "skipped": skipped}
     store.commit_bytes(f"{prefix}/{MANIFEST}", json.dumps(manifest, indent=1, sort_keys=True).encode())
-
-
-# --- loading ---------------------------------------------------------------------------------------
-def resolve_digest(store) -> str:
-    """The prepared version trials read: the hash in datasets/imagenet/LATEST."""
-    try:
-        return store.read_bytes(POINTER).decode().strip()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"ImageNet is not prepared in store {store.uri()}: run `transfer-sweep data "
-                                f"prepare imagenet --src DIR --store {store.uri()}` first") from None
-
-
-def read_manifest(store, digest: str) -> dict:
-    """The committed manifest of a prepared version."""
-    return json.loads(store.read_bytes(f"{dataset_prefix(NAME, digest)}/{MANIFEST}"))
-
-
-def local_file(store, digest: str, rel: str, sha256: str | None) -> str:
-    """A local path to a prepared file: the store's own file when it is a folder, else a cached copy
-    (downloaded once, checked against its sha256, published atomically)."""
-    path = f"{dataset_prefix(NAME, digest)}/{rel}"
-    if isinstance(store, LocalStore):
-        return store.uri(path)
-    local = cache_dir() / "datasets" / NAME / digest / rel
-    if not local.is_file():
-        data = store.read_bytes(path)
-        if sha256 and hashlib.sha256(data).hexdigest() != sha256:
-            raise ValueError(f"{store.uri(path)}: sha256 does not match the manifest")
-        local.parent.mkdir(parents=True, exist_ok=True)
-        tmp = local.with_name(f".{local.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, local)
-    return str(local)
-
-
-@dataclass
-class ShardSet:
-    """The images of some classes across memory-mapped shards, labels re-indexed within a half."""
-
-    arrays: list[np.ndarray]  # memory-mapped N_i x 256 x 256 x 3 uint8
-    shard: np.ndarray  # shard of each image
-    row: np.ndarray  # row of each image in its shard
-    labels: np.ndarray  # int64 labels 0..k-1
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def gather(self, idx: np.ndarray) -> np.ndarray:
-        """Images idx as one B x 256 x 256 x 3 uint8 array (copies run in threads: I/O overlaps)."""
-        out = np.empty((len(idx), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-        shard, row = self.shard[idx], self.row[idx]
-
-        def copy(i):
-            out[i] = self.arrays[shard[i]][row[i]]
-        if len(idx) >= 32:
-            list(_pool().map(copy, range(len(idx))))
-        else:
-            for i in range(len(idx)):
-                copy(i)
-        return out
-
-
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(_GATHER_THREADS, thread_name_prefix="imagenet-gather")
-    return _POOL
-
-
-def shard_set(store, digest: str, manifest: dict, split: str, classes: list[int]) -> ShardSet:
-    """The images of `classes` in one split, from the shards that hold any of them."""
-    lookup = np.full(manifest["num_classes"], -1, np.int64)
-    lookup[np.asarray(sorted(classes), dtype=np.int64)] = np.arange(len(classes))
-    wanted = set(classes)
-    arrays, shard, row, labels = [], [], [], []
-    for entry in manifest["shards"][split]:
-        if not wanted & set(entry["classes"]):
-            continue
-        y = np.load(local_file(store, digest, entry["labels"], entry["sha256"]["labels"])).astype(np.int64)
-        keep = np.flatnonzero(lookup[y] >= 0)
-        arrays.append(np.load(local_file(store, digest, entry["images"], entry["sha256"]["images"]),
-                              mmap_mode="r"))
-        shard.append(np.full(len(keep), len(arrays) - 1, np.int32))
-        row.append(keep)
-        labels.append(lookup[y[keep]])
-    cat = (lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt))
-    return ShardSet(arrays, cat(shard, np.int32), cat(row, np.int64), cat(labels, np.int64))
-
-
-def half_mean(store, digest: str, manifest: dict, classes: list[int]) -> np.ndarray:
-    """Per-pixel mean (256x256x3 float32) of the half's training images, from the per-class sums."""
-    sums = np.load(local_file(store, digest, manifest["class_sums"], manifest["sha256"]["class_sums"]),
-                   mmap_mode="r")
-    total = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), np.float64)
-    for c in classes:
-        total += sums[c]
-    count = sum(manifest["class_counts"]["train"][c] for c in classes)
-    if count == 0:
-        raise ValueError(f"prepared ImageNet {digest} has no training images of classes {classes[:5]}...")
-    return (total / count).astype(np.float32)
-
-
-class ImageNetHalf:
-    """One half of prepared ImageNet: the HalfLoader of workers/data.py for 227x227 CaffeNet inputs."""
-
-    def __init__(self, train: ShardSet, test: ShardSet, mean: np.ndarray, classes: list[int],
-                 device: str = "cpu"):
-        import torch
-        self.train, self.test, self.classes, self.device = train, test, list(classes), device
-        self.mean_np = mean
-        self.mean = torch.from_numpy(mean).to(device)  # H x W x 3 float32
-
-    @property
-    def num_train(self) -> int:
-        return len(self.train)
-
-    def to(self, device: str) -> "ImageNetHalf":
-        """The same half producing batches on `device` (images stay memory-mapped on the host)."""
-        return ImageNetHalf(self.train, self.test, self.mean_np, self.classes, str(device))
-
-    def _batch(self, images: np.ndarray, oy, ox, flip):
-        """Crop 227x227 at (oy, ox), mirror where flip, subtract the mean: one gather on the device.
-        Returns B x 3 x 227 x 227 float32 (channels-last strides: a free permute of the HWC gather)."""
-        import torch
-        dev = self.device
-        x = torch.from_numpy(images).to(dev, non_blocking=True)
-        ar = torch.arange(CROP, device=dev)
-        rows = oy.to(dev)[:, None] + ar
-        cols = ox.to(dev)[:, None] + torch.where(flip.to(dev)[:, None], CROP - 1 - ar, ar)
-        r, c = rows[:, :, None], cols[:, None, :]
-        b = torch.arange(x.shape[0], device=dev)[:, None, None]
-        # the mean is taken at the same source pixel as the image, as Caffe subtracts before mirroring
-        return (x[b, r, c].float() - self.mean[r, c]).permute(0, 3, 1, 2)
-
-    def train_batch(self, indices, generator, augment: bool):
-        """(images, labels) for `indices`; crops and mirrors draw only from `generator` (CPU)."""
-        import torch
-        idx = indices.cpu().numpy()
-        n = len(idx)
-        if augment:
-            oy = torch.randint(0, IMAGE_SIZE - CROP + 1, (n,), generator=generator)
-            ox = torch.randint(0, IMAGE_SIZE - CROP + 1, (n,), generator=generator)
-            flip = torch.randint(0, 2, (n,), generator=generator).bool()
-        else:
-            oy = ox = torch.full((n,), CENTRE, dtype=torch.int64)
-            flip = torch.zeros(n, dtype=torch.bool)
-        x = self._batch(self.train.gather(idx), oy, ox, flip)
-        return x, torch.from_numpy(self.train.labels[idx]).to(self.device)
-
-    def test_batches(self, batch_size: int) -> Iterator:
-        """(centre-cropped images, labels) over the half's val images, in order."""
-        import torch
-        for start in range(0, len(self.test), batch_size):
-            idx = np.arange(start, min(start + batch_size, len(self.test)))
-            centre = torch.full((len(idx),), CENTRE, dtype=torch.int64)
-            x = self._batch(self.test.gather(idx), centre, centre, torch.zeros(len(idx), dtype=torch.bool))
-            yield x, torch.from_numpy(self.test.labels[idx]).to(self.device)
-
-
-_HALVES: dict[tuple, ImageNetHalf] = {}
-_HALVES_SIZE = 2
-
-
-def load_imagenet_half(split: str, half: str, store, digest: str | None = None) -> ImageNetHalf:
-    """The loader of one half of prepared ImageNet (the version LATEST points at unless `digest`).
-
-    The class count comes from the manifest, so a small prepared folder splits like the full 1000.
-    """
-    if store is None:
-        raise ValueError("dataset 'imagenet' is read from the store: run_trial must be given one")
-    digest = digest or resolve_digest(store)
-    key = (store.uri(), digest, split, half)
-    if key not in _HALVES:
-        manifest = read_manifest(store, digest)
-        classes = half_classes(split, int(manifest["num_classes"]), half)
-        loaded = ImageNetHalf(shard_set(store, digest, manifest, "train", classes),
-                              shard_set(store, digest, manifest, "val", classes),
-                              half_mean(store, digest, manifest, classes), classes)
-        while len(_HALVES) >= _HALVES_SIZE:
-            _HALVES.pop(next(iter(_HALVES)))
-        _HALVES[key] = loaded
-    return _HALVES[key]
-
-
-def describe(manifest: dict) -> dict[str, Any]:
-    """A short summary of a manifest for the CLI: hash, classes, counts, shards, skipped."""
-    return {"hash": manifest["hash"], "classes": manifest["num_classes"], "train": manifest["counts"]["train"],
-            "val": manifest["counts"]["val"], "shards": {s: len(v) for s, v in manifest["shards"].items()},
-            "skipped": len(manifest["skipped"])}

@@ -1,0 +1,38 @@
+"""Joining or starting Ray, the same way for every command that needs it (`run`, `resume`, `data prepare`).
+
+Where the driver connects: the given address; else RAY_ADDRESS (Ray sets it for a Ray Job's driver,
+which `submit` runs, so it joins the cluster it runs on); else a private local Ray for this command
+(`address="local"`: a bare `ray.init()` would silently join whatever cluster was last started on this
+machine, found when a demo joined a benchmark's).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Optional
+
+import ray
+
+RAY_TMP_ENV = "TRANSFER_SWEEP_RAY_TMP"  # a short temp dir for a private Ray (socket paths are limited)
+
+
+def connect(address: Optional[str], dashboard: bool = True) -> tuple[bool, Optional[str]]:
+    """Connect this process to Ray. Returns (started, dashboard_url): `started` is True when this call
+    connected (the caller then calls ray.shutdown() when done), False when Ray was already up."""
+    if ray.is_initialized():
+        return False, _dashboard_url(ray.get_runtime_context())
+    kwargs: dict[str, Any] = dict(log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        ctx = ray.init(address=address, **kwargs)
+    else:
+        ctx = ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
+                       _temp_dir=os.environ.get(RAY_TMP_ENV), **kwargs)
+    return True, _dashboard_url(ctx)
+
+
+def _dashboard_url(ctx: Any) -> Optional[str]:
+    url = getattr(ctx, "dashboard_url", None)
+    if not url:
+        return None
+    return url if url.startswith("http") else f"http://{url}"

@@ -1,0 +1,51 @@
+"""Where a command's spec comes from: the YAML file plus --set overrides, or the copy the store keeps.
+
+`run` and `submit` record the effective spec in the store (sweeps/<name>/spec.yaml); `resume`,
+`status`, `report` and `logs` read it back, so they need only the sweep's name and the store.
+"""
+from __future__ import annotations
+
+import argparse
+
+import yaml
+
+from orchestrator.errors import UsageError
+from orchestrator.spec import SweepSpec, load_spec, parse_spec
+from sweepcore.layout import SPEC_FILE, spec_path
+from sweepcore.store import Store, absolute_uri, open_store
+
+DEFAULT_STORE = "./store"
+
+
+def spec_from_args(args: argparse.Namespace) -> SweepSpec:
+    """The spec file with --set overrides, its store made absolute and --store/--endpoint applied."""
+    spec = load_spec(args.spec, tuple(args.set))
+    spec = spec.model_copy(update={"store": absolute_uri(getattr(args, "store", None) or spec.store)})
+    if getattr(args, "endpoint", None):
+        spec = spec.model_copy(update={"endpoint": args.endpoint})
+    return spec
+
+
+def stored_spec(sweep: str, store_uri: str | None, endpoint: str | None) -> SweepSpec:
+    """The spec sweep `sweep` was last run with, read back from the store (default ./store)."""
+    store_uri = absolute_uri(store_uri or DEFAULT_STORE)
+    store = open_store(store_uri, endpoint)
+    path = spec_path(sweep)
+    try:
+        raw = yaml.safe_load(store.read_bytes(path))
+    except FileNotFoundError:
+        raise UsageError(f"no sweep named {sweep!r} in store {store_uri} "
+                         f"(it has: {', '.join(recorded_sweeps(store)) or 'none'})") from None
+    raw["store"], raw["endpoint"] = store_uri, endpoint or raw.get("endpoint")
+    return parse_spec(raw, source=store.uri(path))
+
+
+def recorded_sweeps(store: Store) -> list[str]:
+    """Names of the sweeps whose spec the store holds."""
+    return sorted({p.split("/")[1] for p in store.list("sweeps") if p.endswith(f"/{SPEC_FILE}")})
+
+
+def record_spec(spec: SweepSpec, store: Store) -> None:
+    """Write the effective spec where `stored_spec` finds it."""
+    raw = spec.model_dump(mode="json")
+    store.write_bytes(spec_path(spec.name), yaml.safe_dump(raw, sort_keys=False).encode())

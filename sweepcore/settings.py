@@ -1,0 +1,159 @@
+"""TrialSettings: everything one training needs, resolved at plan time, typed and frozen.
+
+The plan produces these; workers read them (and nothing else: no defaults on the worker side); tests
+build them through the plan. On the wire (Tune's config, a result row's settings_json, the debug
+entry's JSON file) they travel as the plain dict of `to_dict()`, and `from_dict` refuses a dict that
+lacks a field, has an unknown one, holds a value of the wrong type or whose key does not match its
+content, so a drift between what the plan makes and what workers read fails loudly.
+
+The key is the first 16 hex digits of the sha256 of the canonical JSON of every field except the
+ones that do not change the result (`UNHASHED`): the same settings always get the same key, in any
+sweep, which is what makes reuse and resume work.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+# Bump when the meaning of settings changes (training code semantics): old results stop matching.
+PROTOCOL_VERSION = 1
+UNHASHED = ("key", "sweep", "name", "runtime")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The network: CaffeNet-shaped, `small` for 28x28 inputs or `caffenet` for 227x227."""
+
+    arch: str
+    num_outputs: int
+    widths: tuple[int, ...]  # conv1..conv5 channels
+    fc_width: int  # fc6 and fc7
+    dropout: float
+    init: str  # "kaiming" or "caffe"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The solver (the spec's `train` section, every field given)."""
+
+    epochs: Optional[float]
+    iterations: Optional[int]
+    batch_size: int
+    lr: float
+    lr_schedule: str
+    lr_step_every: Optional[int]
+    lr_gamma: float
+    warmup_fraction: float
+    momentum: float
+    weight_decay: float
+    bias_lr_mult: float
+    bias_decay: bool
+    eval_every: int
+    checkpoint_every: int
+    top_k: int
+    augment: bool
+    bf16: bool
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """How a trial runs. Not part of its key: it does not change the result."""
+
+    device: str  # "cpu" or "cuda"
+    threads: int  # torch intra-op threads
+    channels_last: bool
+    data_parallel: int  # GPUs one trial spreads over (1: none)
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """One training: what it is (treatment, halves, cut point, seed), what it copies, how it trains."""
+
+    protocol: int
+    sweep: str
+    name: str  # readable, e.g. 'AnB+ n=5 random:0 s0'
+    treatment: str
+    dataset: str
+    split: str
+    target_half: str
+    source_half: Optional[str]
+    n: int  # layers 1..n copied (0 for a base)
+    frozen: bool  # whether layers 1..n are frozen
+    seed: int
+    base_key: Optional[str]  # the base trial whose weights are copied
+    model: ModelSettings
+    train: TrainSettings
+    runtime: RuntimeSettings
+    key: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict (nested sections as dicts, tuples as lists)."""
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "TrialSettings":
+        """Rebuild settings from `to_dict()` output; ValueError names any missing, unknown or mistyped
+        field, and a key that does not match the content."""
+        settings = _build(cls, raw, "settings")
+        expected = trial_key(settings.to_dict())
+        if settings.key != expected:
+            raise ValueError(f"settings.key {settings.key!r} does not match its content (expected {expected})")
+        return settings
+
+    def with_key(self) -> "TrialSettings":
+        """The same settings with `key` set from their content."""
+        return dataclasses.replace(self, key=trial_key(self.to_dict()))
+
+
+def trial_key(settings: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of the hashed settings, first 16 hex digits."""
+    hashed = {k: v for k, v in settings.items() if k not in UNHASHED}
+    text = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    missing, unknown = [n for n in names if n not in raw], sorted(set(raw) - set(names))
+    if missing or unknown:
+        raise ValueError(f"{where}: missing fields {missing}, unknown fields {unknown}")
+    return cls(**{n: _value(hints[n], raw[n], f"{where}.{n}") for n in names})
+
+
+def _value(hint: Any, value: Any, where: str) -> Any:
+    """`value` checked against the field's type (nested settings rebuilt, lists made tuples)."""
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _build(hint, value, where)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _value(inner, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        return tuple(_value(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    ok = {bool: lambda v: isinstance(v, bool),
+          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, str)}[hint](value)
+    if not ok:
+        raise ValueError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value

@@ -1,0 +1,71 @@
+"""The study's words, each defined once: treatments and their labels, directions, cut points, datasets.
+
+The spec validates against these, the plan expands them, workers check what they are handed, and the
+report labels its figures with them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional, get_args
+
+# A network's treatment, in the order tables and figures list them.
+Treatment = Literal["base", "selffer", "selffer+", "transfer", "transfer+", "random"]
+TREATMENTS: tuple[Treatment, ...] = get_args(Treatment)
+# Treatments whose copied (or random) layers 1..n are frozen; the '+' ones fine-tune every layer.
+FROZEN_TREATMENTS = frozenset({"selffer", "transfer", "random"})
+# Treatments that copy from a base network (random copies nothing; a base is trained from scratch).
+COPYING_TREATMENTS = frozenset({"selffer", "selffer+", "transfer", "transfer+"})
+# Treatments that copy from the other half, so they need a split with two halves.
+CROSS_HALF_TREATMENTS = frozenset({"transfer", "transfer+"})
+# Short labels in the paper's notation (B is the target half, A the other one).
+TREATMENT_LABEL = {"base": "base", "selffer": "BnB", "selffer+": "BnB+", "transfer": "AnB",
+                   "transfer+": "AnB+", "random": "random"}
+# A trial's name in the paper's notation, <source>n<target>, filled with the actual halves.
+NAMED_LABEL = {"selffer": "{t}n{t}", "selffer+": "{t}n{t}+", "transfer": "{s}n{t}", "transfer+": "{s}n{t}+"}
+
+Direction = Literal["A->B", "B->A"]  # source half -> target half
+DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
+LAYERS = tuple(range(1, 8))  # cut points n: layers 1..n are copied (conv1..fc7)
+SPLIT_HELP = "random:<seed>, natman, all"
+ALL_HALF = "all"  # the one half of split 'all'
+
+
+def other_half(half: str) -> str:
+    """The half a transfer copies from: A for B, B for A; 'all' has only itself."""
+    return {"A": "B", "B": "A"}.get(half, half)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What must be known about a dataset without touching its data."""
+
+    name: str
+    num_classes: int
+    arch: str  # the network family its images fit
+    train_per_class: int  # images per class (ImageNet: the average), for cost estimates
+    test_per_class: int
+
+
+DATASETS = {
+    "fashion-animals": DatasetInfo("fashion-animals", 20, "small", 800, 200),
+    "imagenet": DatasetInfo("imagenet", 1000, "caffenet", 1281, 50),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The dataset called `name`, or a ValueError listing the known ones."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r} (allowed: {', '.join(DATASETS)})")
+    return DATASETS[name]
+
+
+def display_name(treatment: str, split: str, target: str, source: Optional[str], n: int, seed: int) -> str:
+    """Readable trial name for the Ray dashboard and logs, e.g. 'AnB+ n=5 random:0 s0'."""
+    if treatment == "base":
+        head = f"base{target}" if target != ALL_HALF else "base"
+        return f"{head} {split} s{seed}"
+    if treatment == "random":
+        head = "random" if target == ALL_HALF else f"random{target}"
+        return f"{head} n={n} {split} s{seed}"
+    head = treatment if target == ALL_HALF else NAMED_LABEL[treatment].format(t=target, s=source)
+    return f"{head} n={n} {split} s{seed}"

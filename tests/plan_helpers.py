@@ -1,0 +1,47 @@
+"""Trial settings for worker tests, made by the plan (never by hand), so a drift between what the
+plan produces and what workers read fails here.
+
+Worker tests train on tiny in-memory datasets registered under their own names; the plan only knows
+the real datasets, so the helper plans for fashion-animals and then swaps the dataset name (and with
+it every key, the copied base's included).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+from orchestrator.plan import make_plan
+from orchestrator.spec import parse_spec
+from sweepcore.settings import TrialSettings
+
+TINY = {
+    "name": "test", "dataset": "fashion-animals", "splits": ["random:0"],
+    "treatments": ["base", "selffer", "selffer+", "transfer", "transfer+", "random"],
+    "layers": [1, 2, 3, 4, 5, 6, 7], "directions": ["A->B", "B->A"],
+    "model": {"arch": "small", "widths": [4, 4, 4, 4, 4], "fc_width": 16},
+    "train": {"epochs": 2, "batch_size": 8, "lr": 0.05, "warmup_fraction": 0.1, "eval_every": 3,
+              "checkpoint_every": 4, "top_k": 3, "augment": True},
+}
+
+
+def _merge(into: dict, changes: dict) -> dict:
+    out = copy.deepcopy(into)
+    for key, value in changes.items():
+        out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def planned_settings(name: str, dataset: str | None = None, **spec_changes: dict) -> TrialSettings:
+    """The settings of trial `name` (e.g. 'baseA random:0 s0', 'AnB n=3 random:0 s0') of the tiny spec
+    with `spec_changes` merged in (e.g. train={"iterations": 8, "epochs": None}); with `dataset`, the
+    trial reads that registered dataset instead."""
+    spec = parse_spec(_merge(TINY, spec_changes), source="test spec")
+    trials = {t.name: t for t in make_plan(spec).trials}
+    settings = trials[name].settings
+    if dataset is None:
+        return settings
+    base_key = settings.base_key
+    if base_key is not None:
+        base = next(t.settings for t in trials.values() if t.key == base_key)
+        base_key = dataclasses.replace(base, dataset=dataset).with_key().key
+    return dataclasses.replace(settings, dataset=dataset, base_key=base_key).with_key()

@@ -1,0 +1,18 @@
+"""ImageNet (ILSVRC-2012): shards of 256x256 warped images, prepared once into the store, read by trials.
+
+- prepare.py: scan the source folder, decode and warp each shard (a Ray task each, run by the
+  driver's `data prepare imagenet`), merge the per-class sums into the mean image and the manifest.
+- load.py: memory-map the shards of a half's classes and crop batches (the HalfLoader of data.py).
+
+This module holds what both sides agree on: names, sizes and the recipe the shard bytes depend on.
+"""
+from __future__ import annotations
+
+NAME = "imagenet"
+IMAGE_SIZE, CROP = 256, 227
+CENTRE = (IMAGE_SIZE - CROP) // 2  # Caffe's test-time offset: 14
+POINTER = f"datasets/{NAME}/LATEST"  # the prepared version trials read
+MANIFEST = "manifest.json"
+# What the shard bytes depend on. Bump the version when the decoding or the layout changes.
+RECIPE = {"version": 1, "size": IMAGE_SIZE, "warp": "Pillow draft(RGB, 256) + convert RGB + "
+          "resize 256x256 bilinear, no aspect preservation", "order": "class index, then file name"}
