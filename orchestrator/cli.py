@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +20,7 @@ from rich.table import Table
 from orchestrator.data_cli import add_data_parser
 from orchestrator.driver_job import is_jobs_address
 from orchestrator.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from orchestrator.lease import acquire as acquire_lease
 from orchestrator.plan import Plan, counts, make_plan
 from orchestrator.spec import SpecError, SweepSpec
 from orchestrator.spec_source import record_spec, spec_from_args, stored_spec
@@ -51,6 +53,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 ADDRESS_HELP = ("Ray cluster address, or auto for the cluster running on this machine "
                 "(default: start a private local Ray)")
+FORCE_HELP = "take the sweep over from another driver that still holds its lease (default: refuse)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,13 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     spec_args(sp)
     store_arg(sp)
     sp.add_argument("--address", help=ADDRESS_HELP)
+    sp.add_argument("--force", action="store_true", help=FORCE_HELP)
     sp.set_defaults(func=cmd_run)
 
-    sp = sub.add_parser("resume", help="finish a sweep: continue its Tune experiment, then run whatever "
-                        "is still not committed")
+    sp = sub.add_parser("resume", help="finish a sweep: run whatever is not committed, with the spec "
+                        "the store recorded")
     sp.add_argument("sweep", help="sweep name")
     store_arg(sp)
     sp.add_argument("--address", help=ADDRESS_HELP)
+    sp.add_argument("--force", action="store_true", help=FORCE_HELP)
     sp.set_defaults(func=cmd_resume)
 
     sp = sub.add_parser("status", help="done / running / failed / pending, from the store only")
@@ -158,50 +163,72 @@ def cmd_run(args) -> int:
     if is_jobs_address(args.address):
         raise UsageError(f"--address {args.address} is a dashboard (Jobs API) URL: `transfer-sweep submit` "
                          "runs the driver there; `run --address` takes a Ray address such as host:6379")
-    return _run(spec_from_args(args), args.address)
+    return _run(spec_from_args(args), args.address, args.verbose, args.force)
 
 
 def cmd_resume(args) -> int:
     if is_jobs_address(args.address):  # a dashboard URL: run the driver on the cluster, as `submit` does
         from orchestrator.submit import submit_spec  # noqa: PLC0415 (Jobs API only for a dashboard URL)
         return submit_spec(stored_spec(args.sweep, args.store, args.endpoint), args.address)
-    return _run(stored_spec(args.sweep, args.store, args.endpoint), args.address, restore=True)
+    return _run(stored_spec(args.sweep, args.store, args.endpoint), args.address, args.verbose, args.force)
 
 
-def _run(spec: SweepSpec, address: Optional[str], restore: bool = False) -> int:
-    from orchestrator.progress import SweepProgress  # rich live display: only for commands that run  # noqa: PLC0415 (Rich live display only for commands that run)
-    from orchestrator.schedule import ProgressCallback, run_plan  # noqa: PLC0415 (Ray only for commands that run)
+def resume_command(spec: SweepSpec) -> str:
+    """The exact command that finishes this sweep."""
+    endpoint = f" --endpoint {spec.endpoint}" if spec.endpoint else ""
+    return f"transfer-sweep resume {spec.name} --store {spec.store}{endpoint}"
+
+
+def _run(spec: SweepSpec, address: Optional[str], verbose: bool = False, force: bool = False) -> int:
+    from orchestrator.progress import SweepProgress  # noqa: PLC0415 (Rich live display only for commands that run)
+    from orchestrator.schedule import ProgressCallback, run_plan, tune_storage  # noqa: PLC0415 (Ray only for commands that run)
 
     plan = make_plan(spec)
     store = open_store(spec.store, spec.endpoint)
+    lease = acquire_lease(store, spec.name, force)  # before anything is written: a second driver changes nothing
     record_spec(spec, store)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # paths and commands stay on one line, copyable
     holder: dict = {}
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_file = None if verbose else Path(tune_storage(spec, spec.store)) / f"driver-{stamp}.log"
 
     def on_start(to_run: int, already: int, dashboard: Optional[str]) -> None:
         console.print(f"sweep [bold]{spec.name}[/]: {len(plan)} trials, {already} already committed, "
                       f"{to_run} to run; store {store.uri()}")
         if dashboard:
             console.print(f"Ray dashboard: {dashboard}")
+        if log_file is not None and to_run:
+            console.print(f"Ray and Tune logs: {log_file} (--verbose shows them here)", markup=False)
         holder["progress"] = SweepProgress(console, len(plan), already, spec.name).__enter__()
 
     class Listener:
         def __getattr__(self, name):
             return getattr(holder["progress"], name)
 
+    def on_lost(line: str) -> None:
+        # called from the watchdog's thread while Tune's loop hangs: say it, keep the lease honest, exit
+        if "progress" in holder:
+            holder["progress"].__exit__(None, None, None)
+        print(f"transfer-sweep: error: {line}; committed results are kept: run `{resume_command(spec)}` "
+              "once the cluster is back", file=sys.stderr, flush=True)
+        lease.release()
+        os._exit(EXIT_FAILED)
+
     try:
         summary = run_plan(plan, spec, spec.store, spec.endpoint, address,
-                           callbacks=[ProgressCallback(Listener())], on_start=on_start, restore=restore)
+                           callbacks=[ProgressCallback(Listener(), spec.store, spec.endpoint)], on_start=on_start,
+                           log_file=log_file, on_lost=on_lost, say=lambda line: console.print(line, markup=False))
     finally:
         if "progress" in holder:
             holder["progress"].__exit__(None, None, None)
+        lease.release()
     console.print(f"sweep {spec.name}: {summary.already_done + summary.completed}/{summary.planned} "
                   f"committed ({summary.completed} trained now, {summary.already_done} before) in "
                   f"{summary.wall_seconds:.0f} s; results: {store.uri('results')}")
     if not summary.ok:
         console.print(f"[red]{len(summary.failed)} failed, {len(summary.blocked)} blocked by a failed "
                       f"base[/]: `transfer-sweep status {spec.name} --store {spec.store}` shows the "
-                      f"errors; `transfer-sweep resume {spec.name}` retries them")
+                      f"errors; `{resume_command(spec)}` retries them", markup=False)
         return EXIT_FAILED
     return 0
 

@@ -44,10 +44,12 @@ class SweepProgress:
 
     def started(self, name: str) -> None:
         self.running.add(name)
+        self.console.print(f"[cyan]start[/] {name}")
         self._refresh()
 
-    def retrying(self, name: str) -> None:
-        self.console.print(f"[yellow]retry[/] {name}: resuming from its last checkpoint")
+    def retrying(self, name: str, resume_step: int) -> None:
+        where = f"from step {resume_step}" if resume_step else "from the start (no checkpoint yet)"
+        self.console.print(f"[yellow]retry[/] {name:<28} resumes {where}")
 
     def finished(self, name: str, top1: Optional[float]) -> None:
         self.running.discard(name)

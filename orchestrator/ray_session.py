@@ -9,25 +9,35 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any, Optional
 
 import ray
 
+from orchestrator.driver_log import route_ray_output
+
 RAY_TMP_ENV = "TRANSFER_SWEEP_RAY_TMP"  # a short temp dir for a private Ray (socket paths are limited)
 
 
-def connect(address: Optional[str], dashboard: bool = True) -> tuple[bool, Optional[str]]:
+def connect(address: Optional[str], dashboard: bool = True,
+            log_file: Optional[Path] = None) -> tuple[bool, Optional[str]]:
     """Connect this process to Ray. Returns (started, dashboard_url): `started` is True when this call
-    connected (the caller then calls ray.shutdown() when done), False when Ray was already up."""
+    connected (the caller then calls ray.shutdown() when done), False when Ray was already up.
+    With `log_file`, Ray's and Tune's own messages go there instead of the console (driver_log.py)."""
     if ray.is_initialized():
         return False, _dashboard_url(ray.get_runtime_context())
     kwargs: dict[str, Any] = dict(log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
+    if log_file is not None:
+        route_ray_output(log_file)  # before init: its start-up warnings go to the file too
+        kwargs["configure_logging"] = False  # which would put a console handler back
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         ctx = ray.init(address=address, **kwargs)
     else:
         ctx = ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
                        _temp_dir=os.environ.get(RAY_TMP_ENV), **kwargs)
+    if log_file is not None:
+        route_ray_output(log_file)  # again: init starts the thread that prints the cluster's errors
     return True, _dashboard_url(ctx)
 
 

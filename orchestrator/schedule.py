@@ -6,31 +6,38 @@ result is in the store, returns None while everything left is waiting, and FINIS
 left. There is no barrier between bases and transfers: a transfer starts seconds after its base.
 
 The store is the source of truth, not Tune's state: trials whose result is committed are never handed
-out, and a trial that runs twice (a retry, a restored experiment) finds its own committed result and
-returns it, so every key gets exactly one row.
+out, and a trial that runs twice (a retry, a second driver) finds its own committed result and returns
+it, so every key gets exactly one row. That is also why `resume` is just another run: it plans again
+and runs whatever is not committed; nothing of Tune's state is read back.
+
+Tune retries every failed attempt (max_failures=-1); the trainable (trainable.py) decides when a trial
+stops making progress and gives up, so kills that cost one checkpoint interval each never exhaust it.
 """
 from __future__ import annotations
 
 import contextlib
-import glob
 import logging
 import os
-import pickle
+import sys
 import time
-import traceback
+import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
 import ray
 from ray import tune
 from ray.tune.search import Searcher
 
+from orchestrator.errors import EXIT_FAILED, UsageError
+from orchestrator.feasibility import autoscaler_node_types, judge, live_nodes, trial_demand
 from orchestrator.plan import Plan, PlannedTrial
 from orchestrator.ray_session import connect
 from orchestrator.spec import SweepSpec
+from orchestrator.trainable import _trainable
+from orchestrator.watchdog import Watchdog
 from sweepcore.layout import sweep_prefix
-from sweepcore.records import committed_keys, read_result, record_attempt, record_failure
-from sweepcore.settings import TrialSettings
+from sweepcore.records import committed_keys, newest_checkpoint_step
 from sweepcore.store import open_store
 
 log = logging.getLogger(__name__)
@@ -55,21 +62,23 @@ class RunSummary:
 class DependencySearcher(Searcher):
     """Hands out pending trials in plan order as soon as their base trial has committed a result."""
 
-    def __init__(self, trials: list[PlannedTrial], done: set[str], store_uri: str, endpoint: Optional[str]):
+    def __init__(self, trials: list[PlannedTrial], done: set[str], store_uri: str, endpoint: Optional[str],
+                 run: str = "", retries: int = 2):
         super().__init__()  # no metric: this searcher orders work, it does not optimise
         self.pending = list(trials)
         self.done = set(done)
         self.failed: set[str] = set()
         self.blocked: list[PlannedTrial] = []
         self.running: dict[str, str] = {}  # tune trial id -> key
-        self.store_uri, self.endpoint = store_uri, endpoint
+        self.store_uri, self.endpoint, self.run, self.retries = store_uri, endpoint, run, retries
 
     def suggest(self, trial_id: str):
         for i, trial in enumerate(self.pending):
             if trial.base_key is None or trial.base_key in self.done:
                 del self.pending[i]
                 self.running[trial_id] = trial.key
-                return {"settings": trial.settings.to_dict(), "store_uri": self.store_uri, "endpoint": self.endpoint}
+                return {"settings": trial.settings.to_dict(), "store_uri": self.store_uri,
+                        "endpoint": self.endpoint, "run": self.run, "retries": self.retries}
         self._block_orphans()
         if not self.pending:
             return Searcher.FINISHED
@@ -82,49 +91,14 @@ class DependencySearcher(Searcher):
             (self.blocked.append(trial) if trial.base_key in self.failed else keep.append(trial))
         self.pending = keep
 
-    # Tune snapshots the searcher with the experiment so `Tuner.restore` can continue it.
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
-        # A restored experiment retries its errored trials (resume_errored): trials given up on because
-        # their base had failed wait for it again instead of staying blocked.
-        self.pending, self.blocked, self.failed = self.blocked + self.pending, [], set()
+        """Nothing to save: the store is the state, and `resume` plans again from it."""
 
     def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
         key = self.running.pop(trial_id, None)
         if key is not None:
-            (self.failed if error else self.done).add(key)
-
-
-def _trainable(config: dict) -> None:
-    """Tune trainable: run one trial in this worker. The one place the driver's code reaches into
-    `workers`, lazily, so the driver never imports torch."""
-    from workers.trial import run_trial  # noqa: PLC0415 (the driver must not import torch)
-
-    settings = TrialSettings.from_dict(config["settings"])
-    store = open_store(config["store_uri"], config["endpoint"], check=False)
-    if read_result(store, settings.key) is None:
-        record_attempt(store, settings.key)
-    try:
-        row = run_trial(settings, store, report=lambda metrics: tune.report(metrics))
-    except Exception as exc:
-        where = _log_location()
-        record_failure(store, settings.key, f"{type(exc).__name__}: {exc}".splitlines()[0],
-                       traceback.format_exc(), where)
-        raise
-    tune.report({"top1_paper": row["top1_paper"], "top1_final": row["top1_final"], "committed": 1})
-
-
-def _log_location() -> str:
-    try:
-        ctx = tune.get_context()
-        return f"node {ray.util.get_node_ip_address()}: {ctx.get_trial_dir()}"
-    except Exception:  # noqa: BLE001 (best effort: a log path is a hint, never a reason to fail)
-        return f"node {os.uname().nodename}: Ray worker logs"
+            committed = not error and bool((result or {}).get("committed"))
+            (self.done if committed else self.failed).add(key)
 
 
 # Tune copies these from the driver's environment into every trial actor's runtime_env, and Ray's
@@ -152,13 +126,6 @@ def tune_storage(spec: SweepSpec, store_uri: str) -> str:
     return os.path.join(os.path.expanduser("~"), "ray_results", "transfer-sweep", spec.name)
 
 
-def restorable_experiment(spec: SweepSpec, store_uri: str) -> Optional[str]:
-    """The newest Tune experiment of this sweep that `Tuner.restore` can continue, if any."""
-    root = tune_storage(spec, store_uri)
-    runs = sorted(glob.glob(os.path.join(root, f"{spec.name}-*")), reverse=True)
-    return next((path for path in runs if tune.Tuner.can_restore(path)), None)
-
-
 def _trainable_with_resources(spec: SweepSpec):
     return tune.with_resources(_trainable, {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
 
@@ -174,31 +141,28 @@ def _new_tuner(spec: SweepSpec, store_uri: str, searcher: DependencySearcher, nu
             trial_dirname_creator=lambda t: t.config["settings"]["key"]),
         run_config=tune.RunConfig(
             name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=tune_storage(spec, store_uri),
-            failure_config=tune.FailureConfig(max_failures=spec.retries),
+            # every failure is retried; the trainable gives up once attempts stop making progress
+            failure_config=tune.FailureConfig(max_failures=-1),
             callbacks=callbacks, verbose=0),
     )
-
-
-def _restore_tuner(path: str, spec: SweepSpec, callbacks: list) -> tune.Tuner:
-    tuner = tune.Tuner.restore(path, trainable=_trainable_with_resources(spec), resume_errored=True)
-    # Tuner.restore takes no RunConfig; the progress display is not part of the pickled state.
-    local = tuner._local_tuner
-    assert local is not None, "Tuner.restore on the driver always has a local tuner"
-    local.get_run_config().callbacks = callbacks
-    return tuner
 
 
 def run_plan(plan: Plan, spec: SweepSpec, store_uri: str, endpoint: Optional[str] = None,
              address: Optional[str] = None, callbacks: Optional[list] = None,
              on_start: Optional[Callable[[int, int, Optional[str]], None]] = None,
-             restore: bool = False) -> RunSummary:
+             log_file: Optional[Path] = None, on_lost: Optional[Callable[[str], None]] = None,
+             say: Callable[[str], None] = lambda line: None) -> RunSummary:
     """Train every trial of `plan` not yet committed in the store; return what happened.
 
-    With `restore`, the sweep's newest Tune experiment is continued first (`Tuner.restore`, errored
-    trials retried); whatever is still not committed after it runs in a new experiment. Either way
-    the store decides what is done, so a trial that Tune's (possibly stale) snapshot thought
-    unfinished just finds its committed row. `on_start(to_run, already_done, dashboard_url)` is
-    called once Ray is up, or right away when there is nothing to run (Ray is then never started).
+    The store decides what is done: a first run, a `resume` after a crash and a re-run are the same
+    call. `on_start(to_run, already_done, dashboard_url)` is called once Ray is up, or right away
+    when there is nothing to run (Ray is then never started). With `log_file`, Ray's and Tune's own
+    messages go to that file instead of the console.
+
+    Before training, a trial's demand is checked against the cluster (feasibility.py): infeasible is a
+    UsageError; feasible only after scaling is said through `say` and bounded by
+    `resources.scale_timeout`. While training, a watchdog calls `on_lost(line)` when the cluster is
+    gone (default: print the line and exit 1: nothing committed is lost, `resume` finishes the sweep).
     """
     started = time.monotonic()
     store = open_store(store_uri, endpoint)
@@ -209,26 +173,28 @@ def run_plan(plan: Plan, spec: SweepSpec, store_uri: str, endpoint: Optional[str
         if on_start:
             on_start(0, len(done), None)
         return summary
-    _, dashboard = connect(address)
+    _, dashboard = connect(address, log_file=log_file)
+    demand = trial_demand(spec.resources.cpus, spec.resources.gpus)
+    verdict = judge(demand, live_nodes(), autoscaler_node_types())
+    if verdict.kind == "infeasible":
+        raise UsageError(verdict.line)
     if on_start:
         on_start(len(keys - done), len(done), dashboard)
+    if verdict.kind == "scale":
+        say(verdict.line)
     # The CLI draws its own progress; Tune's legacy reporter at verbose=0 prints nothing.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # With a custom searcher Tune keeps one trial pending, so ready trials start one at a time and an
     # autoscaler sees a demand of one (bench/scheduling.py: makespan/lower bound 1.09 -> 1.03).
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(2, min(len(keys - done), 100))))
-    callbacks = callbacks or []
-    previous = restorable_experiment(spec, store_uri) if restore else None
-    if previous:
-        log.warning("continuing Tune experiment %s", previous)
-        with _credentials_hidden_from_tune():
-            _restore_tuner(previous, spec, callbacks).fit()
-    now_done = committed_keys(store) & keys
-    todo = [t for t in plan.trials if t.key not in now_done]
-    if todo:
-        searcher = DependencySearcher(todo, now_done, store_uri, endpoint)
-        with _credentials_hidden_from_tune():
-            _new_tuner(spec, store_uri, searcher, len(todo), callbacks).fit()
+    todo = [t for t in plan.trials if t.key not in done]
+    # a fresh id per run: each run gives every trial the full retry budget again
+    searcher = DependencySearcher(todo, done, store_uri, endpoint, run=uuid.uuid4().hex[:12], retries=spec.retries)
+    watchdog = Watchdog(ray.get_runtime_context().gcs_address, demand, on_lost or _exit_lost,
+                        scale_seconds=spec.resources.scale_timeout if verdict.kind == "scale" else None,
+                        waiting_for=verdict.line)
+    with watchdog, _credentials_hidden_from_tune():
+        _new_tuner(spec, store_uri, searcher, len(todo), callbacks or []).fit()
     committed = committed_keys(store) & keys
     summary.completed = len(committed) - len(done)
     by_key = plan.by_key()
@@ -239,29 +205,45 @@ def run_plan(plan: Plan, spec: SweepSpec, store_uri: str, endpoint: Optional[str
     return summary
 
 
-class ProgressCallback(tune.Callback):
-    """Forwards Tune's trial events to a listener with plain methods (the CLI's progress display)."""
+def _exit_lost(line: str) -> None:
+    """Default on_lost: one line, exit 1 (the Tune loop would otherwise wait forever)."""
+    print(f"transfer-sweep: error: {line}; committed results are kept: run `transfer-sweep resume` to finish",
+          file=sys.stderr, flush=True)
+    os._exit(EXIT_FAILED)
 
-    def __init__(self, listener):
+
+class ProgressCallback(tune.Callback):
+    """Forwards Tune's trial events to a listener with plain methods (the CLI's progress display):
+    started(name), finished(name, top1), retrying(name, resume_step), failed(name, where)."""
+
+    def __init__(self, listener, store_uri: str, endpoint: Optional[str] = None):
         self.listener = listener
+        self.store_uri, self.endpoint = store_uri, endpoint
 
     # Tune pickles its callbacks into the experiment state; a live display cannot (and need not) go.
     def __getstate__(self):
-        return {"listener": None}
+        return {**self.__dict__, "listener": None}
 
     def _call(self, method, *args):
         if self.listener is not None:
             getattr(self.listener, method)(*args)
 
+    @staticmethod
+    def _name(trial) -> str:
+        return trial.config["settings"]["name"]
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._call("started", trial.config["settings"]["name"])
+        self._call("started", self._name(trial))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if result.get("committed"):
-            self._call("finished", trial.config["settings"]["name"], result.get("top1_paper"))
+            self._call("finished", self._name(trial), result.get("top1_paper"))
+        elif result.get("gave_up"):
+            self._call("failed", self._name(trial), f"transfer-sweep status {trial.config['settings']['sweep']}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._call("failed", trial.config["settings"]["name"], str(trial.error_file or ""))
+        self._call("failed", self._name(trial), str(trial.error_file or ""))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self._call("retrying", trial.config["settings"]["name"])
+        store = open_store(self.store_uri, self.endpoint, check=False)
+        self._call("retrying", self._name(trial), newest_checkpoint_step(store, trial.config["settings"]["key"]))

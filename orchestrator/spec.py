@@ -94,6 +94,8 @@ class ResourcesSpec(_Frozen):
     cpus: float = Field(1, gt=0, description="CPUs per trial (also torch threads, at least 1)")
     gpus: float = Field(0, ge=0, description="GPUs per trial: a fraction packs trials on a GPU, >1 is data-parallel")
     channels_last: bool = Field(True, description="channels-last memory format (faster on CPU and GPU)")
+    scale_timeout: float = Field(900, gt=0, description="seconds to wait for the autoscaler to add a node "
+                                 "that fits a trial, when no live node does")
 
     @field_validator("gpus")
     @classmethod

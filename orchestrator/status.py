@@ -1,4 +1,9 @@
-"""`transfer-sweep status`: the state of every planned trial, read from the store alone (no Ray)."""
+"""`transfer-sweep status`: the state of every planned trial, read from the store alone (no Ray).
+
+A running attempt writes a heartbeat every few seconds (trainable.py); one whose heartbeat stopped
+(its worker, node or driver died) is *interrupted*, not running, and no ETA is shown for work nobody is
+doing.
+"""
 from __future__ import annotations
 
 import enum
@@ -15,16 +20,17 @@ from rich.table import Table
 from orchestrator.plan import Plan
 from orchestrator.spec import SweepSpec
 from sweepcore.layout import failures_prefix
-from sweepcore.records import committed_keys, read_progress, read_results
+from sweepcore.records import committed_keys, read_heartbeat, read_progress, read_results
 from sweepcore.store import Store
 
-# A trial whose progress file has not moved for this long is no longer considered running.
-STALE_SECONDS = 600
+# An attempt that has not beaten for this long is no longer running (it beats every 10 s).
+STALE_SECONDS = 60.0
 
 
 class TrialState(str, enum.Enum):
     DONE = "done"
     RUNNING = "running"
+    INTERRUPTED = "interrupted"
     FAILED = "failed"
     PENDING = "pending"
 
@@ -43,11 +49,13 @@ class TrialStatus:
     error: Optional[str] = None
     where: Optional[str] = None
     record: Optional[str] = None
+    since: Optional[float] = None  # interrupted: the time of the last sign of life (epoch seconds)
 
 
 def trial_states(plan: Plan, store: Store, now: Optional[float] = None) -> list[TrialStatus]:
-    """Classify each planned trial: done (result committed), failed (a failure newer than any progress),
-    running (fresh progress), pending (nothing yet)."""
+    """Classify each planned trial: done (result committed), failed (a failure newer than any sign of
+    life), running (a fresh heartbeat), interrupted (it had started, but its heartbeat stopped), pending
+    (never started)."""
     now = time.time() if now is None else now
     done = committed_keys(store)
     out = []
@@ -57,18 +65,20 @@ def trial_states(plan: Plan, store: Store, now: Optional[float] = None) -> list[
             out.append(TrialStatus(state=TrialState.DONE, **base))
             continue
         progress = read_progress(store, t.key) or {}
+        heartbeat = read_heartbeat(store, t.key) or {}
         failures = [p for p in store.list(failures_prefix(t.key)) if p.endswith(".json")]
         failure = _read_json(store, failures[-1]) if failures else None
-        updated = _epoch(progress.get("updated_at"))
-        if failure and _epoch(failure.get("at")) >= updated:
+        alive = max(_epoch(progress.get("updated_at")), _epoch(heartbeat.get("at")))
+        steps: dict[str, Any] = dict(step=progress.get("step"), total_steps=progress.get("total_steps"))
+        if failure and _epoch(failure.get("at")) >= alive:
             out.append(TrialStatus(state=TrialState.FAILED, error=failure.get("error"),
                                    where=failure.get("where"), record=store.uri(failures[-1]), **base))
-        elif progress and now - updated < STALE_SECONDS:
-            out.append(TrialStatus(state=TrialState.RUNNING, step=progress.get("step"),
-                                   total_steps=progress.get("total_steps"), **base))
+        elif alive and now - alive < STALE_SECONDS:
+            out.append(TrialStatus(state=TrialState.RUNNING, **steps, **base))
+        elif alive:
+            out.append(TrialStatus(state=TrialState.INTERRUPTED, since=alive, **steps, **base))
         else:
-            out.append(TrialStatus(state=TrialState.PENDING, step=progress.get("step"),
-                                   total_steps=progress.get("total_steps"), **base))
+            out.append(TrialStatus(state=TrialState.PENDING, **base))
     return out
 
 
@@ -84,10 +94,13 @@ def _read_json(store: Store, path: str) -> Optional[dict]:
 
 
 def eta_seconds(store: Store, states: list[TrialStatus]) -> Optional[float]:
-    """Remaining work / parallelism, from the mean wall time of the committed trials."""
-    left = sum(s.state in (TrialState.PENDING, TrialState.RUNNING) for s in states)
+    """Remaining work / parallelism, from the mean wall time of the committed trials; None when nothing
+    has finished yet or nothing is running (then nobody is doing the work)."""
+    left = sum(s.state in (TrialState.PENDING, TrialState.RUNNING, TrialState.INTERRUPTED) for s in states)
     if not left:
         return 0.0
+    if not any(s.state is TrialState.RUNNING for s in states):
+        return None
     walls = read_results(store, {s.key for s in states if s.state is TrialState.DONE}).column("wall_seconds")
     if len(walls) == 0:
         return None
@@ -110,7 +123,12 @@ def print_status(spec: SweepSpec, plan: Plan, store: Store, console: Console) ->
     console.print(table)
     total = Counter(s.state for s in states)
     eta = eta_seconds(store, states)
-    eta_text = "unknown (nothing finished yet)" if eta is None else f"{eta / 60:.1f} min"
+    if eta is not None:
+        eta_text = f"{eta / 60:.1f} min"
+    elif not total[TrialState.RUNNING]:
+        eta_text = f"none: nothing is running (`transfer-sweep resume {spec.name} --store {spec.store}` finishes it)"
+    else:
+        eta_text = "unknown (nothing finished yet)"
     counts_line = " ".join(f"{s.value} {total[s]}" for s in TrialState) + f"; ETA {eta_text}"
     filled = round(50 * total[TrialState.DONE] / max(1, len(plan)))
     console.print(f"[green]{'━' * filled}[/][grey50]{'━' * (50 - filled)}[/] "
@@ -118,8 +136,14 @@ def print_status(spec: SweepSpec, plan: Plan, store: Store, console: Console) ->
     console.print(counts_line)
     for s in states:
         if s.state is TrialState.RUNNING:
-            console.print(f"running {s.name}: step {s.step}/{s.total_steps}")
+            console.print(f"running {s.name}: step {s.step}/{s.total_steps}", markup=False)
+    for s in states:
+        if s.state is TrialState.INTERRUPTED:
+            when = datetime.fromtimestamp(s.since or 0).strftime("%Y-%m-%d %H:%M:%S")
+            console.print(f"interrupted {s.name}: last alive {when} at step {s.step or 0}/{s.total_steps or '?'}",
+                          markup=False)
     for s in states:
         if s.state is TrialState.FAILED:
-            console.print(f"[red]failed[/] {s.name}: {s.error}\n    log: {s.where}\n    record: {s.record}")
+            console.print(f"failed {s.name}: {s.error}\n    log: {s.where}\n    record: {s.record}",
+                          markup=False, style="red")
     return 1 if total[TrialState.FAILED] else 0

@@ -27,6 +27,7 @@ from orchestrator.driver_job import (
 )
 from orchestrator.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
 from orchestrator.jobs_api import JobsApi
+from orchestrator.lease import JOB_META
 from orchestrator.plan import make_plan
 from orchestrator.spec import SweepSpec
 from orchestrator.spec_source import record_spec, spec_from_args, stored_spec
@@ -90,7 +91,8 @@ def submit_spec(spec: SweepSpec, address: str, follow: bool = False, console: Op
                           f"nothing to submit. Figures: transfer-sweep report {spec.name} --store {spec.store}")
             return 0
         record_spec(spec, store)  # what `resume` on the head will read
-        if not api.submit(entrypoint=driver_entrypoint(spec), submission_id=job_id, metadata=job_metadata(spec)):
+        metadata = {**job_metadata(spec), JOB_META: job_id}  # the driver's lease names its job
+        if not api.submit(entrypoint=driver_entrypoint(spec), submission_id=job_id, metadata=metadata):
             # Another `submit` of the same spec won the race for this id: that driver is the one.
             console.print(f"sweep {spec.name}: already submitted as Ray job {job_id}; not submitted again")
         else:

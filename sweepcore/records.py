@@ -28,6 +28,7 @@ from sweepcore.layout import (
     checkpoint_prefix,
     curve_path,
     failures_prefix,
+    heartbeat_path,
     progress_path,
     result_path,
 )
@@ -110,7 +111,11 @@ RESULT_SCHEMA = pa.schema([
     _field("wall_seconds", pa.float64()), _field("status", pa.string()),
     _field("error", pa.string(), True), _field("protocol", pa.int64()),
     _field("finished_at", pa.timestamp("us", tz="UTC")), _field("settings_json", pa.string()),
+    _field("weights_sha256", pa.string(), True),
 ])
+# Columns added after rows were first committed: a row written before one existed reads it as null.
+# (Every other column must be there: a row without one is damaged, not old.)
+LATER_RESULT_COLUMNS = frozenset({"weights_sha256"})
 
 CURVE_SCHEMA = pa.schema([
     _field("key", pa.string()), _field("step", pa.int64()), _field("top1", pa.float64(), True),
@@ -147,8 +152,12 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def _read_parquet(data: bytes, schema: pa.Schema) -> pa.Table:
+def _read_parquet(data: bytes, schema: pa.Schema, later: frozenset[str] = frozenset()) -> pa.Table:
+    """The table in `data` with exactly `schema`'s columns; those in `later` that it lacks read as null."""
     table = pq.read_table(pa.BufferReader(data))
+    for field in schema:
+        if field.name in later and field.name not in table.column_names:
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
     return table.select(schema.names).cast(schema)
 
 
@@ -165,7 +174,7 @@ def read_result(store: Store, key: str) -> dict | None:
         data = store.read_bytes(result_path(key))
     except FileNotFoundError:
         return None
-    return _read_parquet(data, RESULT_SCHEMA).to_pylist()[0]
+    return _read_parquet(data, RESULT_SCHEMA, LATER_RESULT_COLUMNS).to_pylist()[0]
 
 
 def committed_keys(store: Store) -> set[str]:
@@ -183,7 +192,7 @@ def read_results(store: Store, keys: set[str] | None = None):
     # object stores answer one GET at a time: overlap them (the client is thread-safe)
     with ThreadPoolExecutor(max_workers=store.parallel_reads) as pool:
         blobs = list(pool.map(lambda k: store.read_bytes(result_path(k)), wanted))
-    return pa.concat_tables([_read_parquet(b, RESULT_SCHEMA) for b in blobs])
+    return pa.concat_tables([_read_parquet(b, RESULT_SCHEMA, LATER_RESULT_COLUMNS) for b in blobs])
 
 
 def commit_curve(store: Store, key: str, rows: list[dict]) -> bool:
@@ -221,6 +230,21 @@ def read_progress(store: Store, key: str) -> dict | None:
         return None
 
 
+def write_heartbeat(store: Store, key: str, run: str | None = None) -> None:
+    """Overwrite trials/<key>/heartbeat.json: an attempt of `key` is alive in this process now."""
+    beat = {"at": dt.datetime.now(dt.timezone.utc).isoformat(), "pid": os.getpid(),
+            "host": socket.gethostname(), "run": run}
+    store.write_bytes(heartbeat_path(key), json.dumps(beat, sort_keys=True).encode())
+
+
+def read_heartbeat(store: Store, key: str) -> dict | None:
+    """The last heartbeat of `key` (at, pid, host, run), or None."""
+    try:
+        return json.loads(store.read_bytes(heartbeat_path(key)))
+    except FileNotFoundError:
+        return None
+
+
 def _commit_record(store: Store, prefix: str, record: dict) -> str:
     """Commit a JSON record named <utc time>-<short uuid>.json (names sort oldest first)."""
     now = dt.datetime.now(dt.timezone.utc)
@@ -244,12 +268,18 @@ def read_failures(store: Store, key: str) -> list[dict]:
     return _read_records(store, failures_prefix(key))
 
 
-def record_attempt(store: Store, key: str) -> str:
-    """Record that an attempt at `key` starts in this process; returns its path. Fields: at, pid,
-    host, resume_step (the newest checkpoint step present now, 0 if none: where it will resume
-    unless that checkpoint fails verification)."""
+def newest_checkpoint_step(store: Store, key: str) -> int:
+    """The step of the newest checkpoint present (valid or not), 0 if none."""
     steps = _checkpoint_steps(store, key)
-    record = {"pid": os.getpid(), "host": socket.gethostname(), "resume_step": steps[-1] if steps else 0}
+    return steps[-1] if steps else 0
+
+
+def record_attempt(store: Store, key: str, run: str | None = None) -> str:
+    """Record that an attempt at `key` starts in this process; returns its path. Fields: at, pid,
+    host, run (the driver run that started it), resume_step (the newest checkpoint step present now,
+    0 if none: where it will resume unless that checkpoint fails verification)."""
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "run": run,
+              "resume_step": newest_checkpoint_step(store, key)}
     return _commit_record(store, attempts_prefix(key), record)
 
 

@@ -6,6 +6,7 @@ has a correct sidecar, and only torch.load(weights_only=True) stands between it 
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
@@ -18,11 +19,13 @@ from plan_helpers import planned_settings
 from sweepcore import layout, records
 from sweepcore import store as st
 from workers import data, trial
+from workers.train import TrainOutcome
 
 TRAIN = {"iterations": 8, "epochs": None, "eval_every": 4, "checkpoint_every": 4, "top_k": 2, "augment": False}
 RESOURCES = {"channels_last": False}
 SETTINGS = planned_settings("baseA random:0 s0", dataset="tiny-safety", train=TRAIN, resources=RESOURCES)
 TRANSFER = planned_settings("BnA n=2 random:0 s0", dataset="tiny-safety", train=TRAIN, resources=RESOURCES)
+BASE = planned_settings("baseB random:0 s0", dataset="tiny-safety", train=TRAIN, resources=RESOURCES)
 KEY, BASE_KEY = SETTINGS.key, TRANSFER.base_key
 
 
@@ -59,6 +62,15 @@ def _tampered(marker) -> bytes:
     return blob.getvalue()
 
 
+def _commit_base(store, weights: bytes) -> str:
+    """Commit a result row for base BASE_KEY naming `weights` (as a finished base would); the weights
+    file itself is up to the test. Returns the path the row names."""
+    sha = hashlib.sha256(weights).hexdigest()
+    outcome = TrainOutcome(steps=8, curve=[], wall_seconds=1.0, top1_final=0.5, top1_paper=0.5, state_dict={})
+    assert records.commit_result(store, trial.result_row(BASE, outcome, weights_sha256=sha))
+    return layout.base_weights_path(BASE_KEY, sha)
+
+
 def test_the_payload_is_live_when_loaded_without_weights_only(tmp_path):
     # Proves the tests below can fail: the same bytes run the command under a full unpickler.
     marker = tmp_path / "pwned"
@@ -80,8 +92,25 @@ def test_resume_refuses_a_tampered_checkpoint_with_a_valid_sidecar(tmp_path):
 def test_dependent_refuses_tampered_base_weights(tmp_path):
     marker = tmp_path / "pwned"
     store = st.open_store(str(tmp_path / "store"))
-    assert store.commit_bytes(layout.base_model_path(BASE_KEY), _tampered(marker))
-    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+    assert BASE.key == BASE_KEY
+    tampered = _tampered(marker)
+    assert store.commit_bytes(_commit_base(store, tampered), tampered)  # the row's sha256 matches: only
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):  # torch.load is left
+        trial.run_trial(TRANSFER, store)
+    assert not marker.exists()
+    assert records.read_result(store, TRANSFER.key) is None
+
+
+def test_dependent_refuses_base_weights_that_do_not_hash_to_the_rows_sha256(tmp_path):
+    # The bytes are checked against the row before any unpickling: not even torch.load sees them.
+    marker = tmp_path / "pwned"
+    store = st.open_store(str(tmp_path / "store"))
+    honest = io.BytesIO()
+    torch.save({"fc8.weight": torch.zeros(20, 16)}, honest)
+    path = _commit_base(store, honest.getvalue())
+    assert store.commit_bytes(path, _tampered(marker))  # under the honest name, other bytes
+    with pytest.raises(ValueError, match=f"base weights {path} in store .* hash to sha256 [0-9a-f]{{64}}, "
+                                         f"not the {path[-67:-3]} that results/{BASE_KEY}.parquet names"):
         trial.run_trial(TRANSFER, store)
     assert not marker.exists()
     assert records.read_result(store, TRANSFER.key) is None

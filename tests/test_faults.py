@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 
@@ -65,10 +66,16 @@ def test_killed_driver_then_resume_gives_exactly_one_row_per_trial(ray_head, tmp
     done_before = {p.name: p.read_bytes() for p in result_files(store_dir)}
     assert 3 <= len(done_before) < len(plan)
 
-    resumed = cli("resume", "killdriver", "--store", str(store_dir), "--address", ray_head.address,
+    # the killed driver's lease is still fresh: a second driver refuses, naming it, until --force
+    refused = cli("resume", "killdriver", "--store", str(store_dir), "--address", ray_head.address,
+                  env=env_with(ray_head))
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert refused.stderr.startswith(f"transfer-sweep: error: sweep killdriver is already being run by pid {proc.pid} ")
+    resumed = cli("resume", "killdriver", "--store", str(store_dir), "--address", ray_head.address, "--force",
                   env=env_with(ray_head))
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "continuing Tune experiment" in resumed.stderr  # Tuner.restore, then a re-plan for the rest
+    committed_before = int(re.search(r"(\d+) already committed", resumed.stderr).group(1))
+    assert 3 <= committed_before < len(plan)  # resume plans again from the store and runs only the rest
 
     keys = read_results(store).column("key").to_pylist()
     assert sorted(keys) == sorted(t.key for t in plan.trials)  # none missing, none twice

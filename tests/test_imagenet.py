@@ -267,7 +267,7 @@ def test_caffenet_trains_from_the_shards_through_run_trial(prepared):
     row = run_trial(settings, store)
     assert (row["steps"], row["dataset"], row["status"]) == (3, "imagenet", "ok")
     assert row["top1_final"] in (0.0, 0.25, 0.5, 0.75, 1.0)  # 4 val images in half A
-    weights = torch.load(store.uri(f"bases/{settings.key}/model.pt"), weights_only=True)
+    weights = torch.load(store.uri(f"bases/{settings.key}/model-{row['weights_sha256']}.pt"), weights_only=True)
     assert tuple(weights["fc8.weight"].shape) == (1000, 16)
     assert tuple(weights["conv1.weight"].shape) == (8, 3, 11, 11)
 

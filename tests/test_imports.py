@@ -3,7 +3,7 @@
 - sweepcore (the shared layer: store, records, settings, vocabulary) imports neither torch, Ray,
   `orchestrator` nor `workers`;
 - workers never import Ray or `orchestrator`; orchestrator never imports torch;
-- orchestrator reaches `workers` only inside the functions Ray runs for it (schedule's `_trainable`,
+- orchestrator reaches `workers` only inside the functions Ray runs for it (trainable's `_trainable`,
   prepare's `_*_task`), imported lazily there;
 - the graph of imports between the project's modules (lazy ones included) has no cycle.
 """
@@ -139,7 +139,7 @@ def test_the_orchestrator_reaches_workers_only_through_ray_entry_points():
                       if top(i.module) == "orchestrator" and top(i.target) == "workers"})
     assert entries == [("orchestrator.prepare", "_fashion_animals_task"), ("orchestrator.prepare", "_merge_task"),
                        ("orchestrator.prepare", "_scan_task"), ("orchestrator.prepare", "_shard_task"),
-                       ("orchestrator.schedule", "_trainable")]
+                       ("orchestrator.trainable", "_trainable")]
 
 
 # --- the checker itself: it must catch what it is for ----------------------------------------------

@@ -19,9 +19,9 @@ from sweepcore import store as st
 from sweepcore.store import StoreError, open_store
 
 try:
-    from tests.s3_server import use_server_env
+    from tests.s3_server import AWS_ENV_TO_CLEAR, use_server_env
 except ImportError:
-    from s3_server import use_server_env
+    from s3_server import AWS_ENV_TO_CLEAR, use_server_env
 
 WHEN = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.timezone.utc)
 
@@ -32,7 +32,7 @@ CONTRACT_COLUMNS = [
     ("treatment", "string"), ("seed", "int64"), ("base_key", "string"), ("top1_final", "double"),
     ("top1_paper", "double"), ("steps", "int64"), ("wall_seconds", "double"), ("status", "string"),
     ("error", "string"), ("protocol", "int64"), ("finished_at", "timestamp[us, tz=UTC]"),
-    ("settings_json", "string"),
+    ("settings_json", "string"), ("weights_sha256", "string"),
 ]
 
 
@@ -41,7 +41,8 @@ def make_row(key: str, n: int = 3, **changes) -> dict:
            "split": "random:0", "source_half": "A", "target_half": "B", "n": n,
            "treatment": "transfer", "seed": 0, "base_key": "b" * 16, "top1_final": 0.8125,
            "top1_paper": 0.80078125, "steps": 500, "wall_seconds": 12.5, "status": "ok",
-           "error": None, "protocol": 1, "finished_at": WHEN, "settings_json": '{"n": %s}' % n}
+           "error": None, "protocol": 1, "finished_at": WHEN, "settings_json": '{"n": %s}' % n,
+           "weights_sha256": None}
     row.update(changes)
     return row
 
@@ -416,3 +417,141 @@ def test_s3_operation_survives_an_outage(s3, caplog):
     assert store.read_bytes("during.bin") == b"during"
     retries = [m for m in caplog.messages if "retry" in m]
     assert retries and all(s3.secret_key not in m and s3.access_key not in m for m in retries)
+
+
+# --- create-only commits proven on open (S3) ---------------------------------------------------
+def test_s3_open_proves_create_only_and_leaves_no_probe(s3, monkeypatch):
+    """Against the real server: the probe commits twice through commit_bytes' path (created, then
+    refused) and is gone afterwards; a second open of the same bucket does not probe again."""
+    bucket = s3.make_bucket()
+    commits: list[tuple[str, bool]] = []
+    real_commit = st.S3Store._commit
+
+    def spy(self, path, data, budget=None):
+        outcome = real_commit(self, path, data, budget)
+        commits.append((path, outcome))
+        return outcome
+
+    monkeypatch.setattr(st.S3Store, "_commit", spy)
+    store = open_store(f"s3://{bucket}/root")
+    assert [won for _, won in commits] == [True, False]
+    assert commits[0][0] == commits[1][0] and commits[0][0].startswith(st.s3.PROBE_PREFIX)
+    assert s3.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    assert store.list("") == [] and records.committed_keys(store) == set()
+    open_store(f"s3://{bucket}/root")
+    open_store(f"s3://{bucket}/other")  # same endpoint and bucket: the verdict is cached
+    assert len(commits) == 2
+
+
+class StubS3:
+    """A tiny S3 on loopback (path-style: /bucket/key) for servers the real one cannot imitate:
+    ListObjectsV2 (always empty), PutObject, GetObject, HeadObject, DeleteObject. With
+    `honour_if_none_match=False` every PUT overwrites, as on servers that ignore If-None-Match."""
+
+    def __init__(self, honour_if_none_match: bool):
+        import http.server
+        stub = self
+        self.honour = honour_if_none_match
+        self.objects: dict[str, bytes] = {}
+        self.puts: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def reply(self, status, body=b"", content_type="application/xml"):
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def error(self, status, code):
+                self.reply(status, f"<Error><Code>{code}</Code><Message>{code}</Message></Error>".encode())
+
+            def key(self):
+                return self.path.split("?", 1)[0].lstrip("/")
+
+            def do_GET(self):
+                if "list-type=2" in self.path:
+                    self.reply(200, b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult '
+                                    b'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>bucket</Name>'
+                                    b"<KeyCount>0</KeyCount><MaxKeys>1</MaxKeys>"
+                                    b"<IsTruncated>false</IsTruncated></ListBucketResult>")
+                elif self.key() in stub.objects:
+                    self.reply(200, stub.objects[self.key()], "application/octet-stream")
+                else:
+                    self.error(404, "NoSuchKey")
+
+            do_HEAD = do_GET
+
+            def do_PUT(self):
+                data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                stub.puts.append(self.key())
+                if stub.honour and self.headers.get("If-None-Match") == "*" and self.key() in stub.objects:
+                    self.error(412, "PreconditionFailed")
+                    return
+                stub.objects[self.key()] = data
+                self.reply(200)
+
+            def do_DELETE(self):
+                stub.objects.pop(self.key(), None)
+                self.reply(204)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def stub_s3(request, monkeypatch, tmp_path):
+    """A StubS3 (parametrize indirectly with honour_if_none_match), any credentials, no AWS env,
+    and no verdict cached from an earlier test (a closed stub's port may come round again)."""
+    monkeypatch.setattr(st.s3, "_create_only_verdicts", {})
+    for name in AWS_ENV_TO_CLEAR + ("AWS_ENDPOINT_URL",):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {"AWS_ACCESS_KEY_ID": "AKSTUBSTUBSTUB", "AWS_SECRET_ACCESS_KEY": "stub-secret-value",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+                        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials")}.items():
+        monkeypatch.setenv(name, value)
+    server = StubS3(request.param)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("stub_s3", [False], indirect=True)
+def test_s3_open_refuses_a_server_that_ignores_if_none_match(stub_s3):
+    with pytest.raises(StoreError) as info:
+        open_store("s3://bucket/prefix", endpoint=stub_s3.endpoint)
+    message = str(info.value)
+    assert "\n" not in message and stub_s3.endpoint in message and "If-None-Match" in message
+    assert "exactly-once" in message and "conditional writes" in message
+    assert len(stub_s3.puts) == 2 and stub_s3.puts[0].startswith("bucket/prefix/" + st.s3.PROBE_PREFIX)
+    assert stub_s3.objects == {}  # the probe is deleted on failure too
+    with pytest.raises(StoreError, match="If-None-Match"):  # cached: the next open fails without a probe
+        open_store("s3://bucket/prefix", endpoint=stub_s3.endpoint)
+    assert len(stub_s3.puts) == 2
+    store = open_store("s3://bucket/prefix", endpoint=stub_s3.endpoint, check=False)
+    assert store.commit_bytes("results/x.bin", b"one") and store.commit_bytes("results/x.bin", b"two")
+
+
+@pytest.mark.parametrize("stub_s3", [True], indirect=True)
+def test_s3_open_accepts_a_server_that_honours_if_none_match(stub_s3):
+    store = open_store("s3://bucket/prefix", endpoint=stub_s3.endpoint)
+    assert len(stub_s3.puts) == 2 and stub_s3.objects == {}
+    assert store.commit_bytes("results/x.bin", b"one") is True
+    assert store.commit_bytes("results/x.bin", b"two") is False
+    open_store("s3://bucket/prefix", endpoint=stub_s3.endpoint)  # cached: no second probe
+    assert len(stub_s3.puts) == 4

@@ -89,7 +89,7 @@ def test_no_credential_in_anything_a_sweep_writes(ray_head, s3_server, tmp_path,
     secrets = [s3_server.secret_key.encode(), s3_server.access_key.encode()]
     objects = s3_server.objects()
     written = [k for k in objects if k.startswith(f"{bucket}/")]
-    assert any(k.endswith(".parquet") for k in written) and any("/ckpt/" in k or k.endswith("model.pt")
+    assert any(k.endswith(".parquet") for k in written) and any("/ckpt/" in k or "/bases/" in k
                                                               for k in written)
     assert any("spec.yaml" in k for k in written)
     for name, body in objects.items():

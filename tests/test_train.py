@@ -1,5 +1,6 @@
 """Training loop and run_trial: schedule, exact resume, corrupt checkpoints, exactly-once results."""
 import dataclasses
+import hashlib
 import io
 import math
 
@@ -44,8 +45,17 @@ def _store(tmp_path, name="store"):
     return st.open_store(str(tmp_path / name))
 
 
+def _weights_path(store, key):
+    """The base weights file that the committed row of base `key` names."""
+    return layout.base_weights_path(key, records.read_result(store, key)["weights_sha256"])
+
+
 def _state(store, key):
-    return torch.load(io.BytesIO(store.read_bytes(layout.base_model_path(key))), weights_only=True)
+    return torch.load(io.BytesIO(store.read_bytes(_weights_path(store, key))), weights_only=True)
+
+
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
 
 
 def _curve(store, key):
@@ -108,6 +118,19 @@ def test_base_trial_commits_weights_curve_result_and_reports(tmp_path):
                                                               "fc6", "fc7", "fc8") for p in ("weight", "bias")}
     assert store.exists(layout.progress_path(key))
     assert store.list(layout.checkpoint_prefix(key)) == []  # dropped once the result is committed
+
+
+def test_base_row_names_the_sha256_of_the_weights_file_it_names(tmp_path):
+    store = _store(tmp_path)
+    row = trial.run_trial(SETTINGS, store)
+    key, sha = SETTINGS.key, row["weights_sha256"]
+    assert records.read_result(store, key)["weights_sha256"] == sha
+    assert records.read_results(store).column("weights_sha256").to_pylist() == [sha]
+    path = layout.base_weights_path(key, sha)
+    assert path == f"bases/{key}/model-{sha}.pt"
+    assert store.list(layout.base_weights_prefix(key)) == [path]
+    assert _sha256(store.read_bytes(path)) == sha
+    assert _same_state(trial.load_base_weights(store, key), _state(store, key))
 
 
 def test_interrupted_and_resumed_equals_uninterrupted_bitwise(tmp_path):
@@ -174,14 +197,103 @@ def test_transfer_copies_the_committed_base_and_keeps_frozen_layers(tmp_path, mo
     assert row["treatment"] == "transfer" and row["base_key"] == SETTINGS.key and row["n"] == 3
     for name, value in captured.items():
         assert torch.equal(value, base[name]) == name.startswith(("conv1", "conv2", "conv3")), name
-    assert not store.exists(layout.base_model_path(transfer.key))  # only bases publish weights
+    assert row["weights_sha256"] is None and records.read_result(store, transfer.key)["weights_sha256"] is None
+    assert store.list(layout.base_weights_prefix(transfer.key)) == []  # only bases publish weights
+
+
+def test_rerun_base_with_other_weights_names_its_own_and_dependents_load_them(tmp_path, monkeypatch):
+    """On a GPU two attempts of a base train different bytes. Attempt A commits its weights and dies
+    before its row; attempt B's row must name B's weights, and a dependent must load B's, not A's."""
+    store, key = _store(tmp_path), SETTINGS.key
+    real_train, trained = trial.train, []
+
+    def gpu_like(*a, **k):  # A's weights differ from what B will train from the same checkpoints
+        outcome = real_train(*a, **k)
+        outcome.state_dict["fc8.bias"] = outcome.state_dict["fc8.bias"] + 1000.0
+        return outcome
+
+    def dies(store_, row):
+        raise RuntimeError("attempt A died before its row")
+    with monkeypatch.context() as m:
+        m.setattr(trial, "train", gpu_like)
+        m.setattr(records, "commit_result", dies)
+        with pytest.raises(RuntimeError, match="attempt A died"):
+            trial.run_trial(SETTINGS, store)
+    (a_path,) = store.list(layout.base_weights_prefix(key))
+    a_bytes = store.read_bytes(a_path)
+    assert a_path == layout.base_weights_path(key, _sha256(a_bytes)) and records.read_result(store, key) is None
+
+    monkeypatch.setattr(trial, "train", lambda *a, **k: trained.append(real_train(*a, **k)) or trained[-1])
+    row = trial.run_trial(SETTINGS, store)
+    b_path = layout.base_weights_path(key, row["weights_sha256"])
+    b_bytes = store.read_bytes(b_path)
+    assert _sha256(b_bytes) == row["weights_sha256"] != _sha256(a_bytes)
+    assert records.read_result(store, key)["weights_sha256"] == row["weights_sha256"]
+    assert store.list(layout.base_weights_prefix(key)) == [b_path]  # A's orphan is dropped once B's row is in
+    b_state = torch.load(io.BytesIO(b_bytes), weights_only=True)
+    assert _same_state(b_state, trained[0].state_dict)
+
+    loaded = []
+    real_transplant = trial.transplant
+    monkeypatch.setattr(trial, "transplant", lambda model, base, *a: loaded.append(base) or
+                        real_transplant(model, base, *a))
+    dependent = planned_settings("AnB n=7 random:0 s0", dataset="tiny-test", train=TRAIN)
+    assert dependent.base_key == key
+    trial.run_trial(dependent, store)
+    assert _same_state(loaded[0], b_state)
+    assert torch.all(loaded[0]["fc8.bias"].abs() < 100)  # not A's marker
+
+
+def test_dependent_refuses_weights_whose_bytes_differ_from_the_rows_sha256(tmp_path):
+    store, key = _store(tmp_path), SETTINGS.key
+    trial.run_trial(SETTINGS, store)
+    path, state = _weights_path(store, key), _state(store, key)
+    other = io.BytesIO()
+    torch.save({**state, "fc8.bias": state["fc8.bias"] + 1.0}, other)  # valid weights, but not the row's
+    store.write_bytes(path, other.getvalue())
+    transfer = planned_settings("AnB n=3 random:0 s0", dataset="tiny-test", train=TRAIN)
+    with pytest.raises(ValueError, match=f"base weights {path} in store .* hash to sha256 "
+                                         f"{_sha256(other.getvalue())}, not the {path[-67:-3]} that "
+                                         f"results/{key}.parquet names"):
+        trial.run_trial(transfer, store)
+    assert records.read_result(store, transfer.key) is None
 
 
 def test_missing_base_weights_is_a_clear_error(tmp_path):
     transfer = dataclasses.replace(planned_settings("AnA n=2 random:0 s0", dataset="tiny-test", train=TRAIN),
                                    base_key="0000111122223333")
-    with pytest.raises(FileNotFoundError, match="base weights bases/0000111122223333/model.pt not found"):
+    with pytest.raises(FileNotFoundError, match="base result results/0000111122223333.parquet not found"):
         trial.run_trial(transfer, _store(tmp_path))
+
+
+def test_base_weights_missing_behind_a_committed_row_is_a_clear_error(tmp_path):
+    store = _store(tmp_path)
+    trial.run_trial(SETTINGS, store)
+    path = _weights_path(store, SETTINGS.key)
+    store.delete(path)
+    transfer = planned_settings("AnB n=3 random:0 s0", dataset="tiny-test", train=TRAIN)
+    with pytest.raises(FileNotFoundError, match=f"base weights {path} not found in store .*, though "
+                                                f"results/{SETTINGS.key}.parquet names them"):
+        trial.run_trial(transfer, store)
+
+
+def test_row_written_before_weights_sha256_reads_null_and_is_refused_by_dependents(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store, key = _store(tmp_path), SETTINGS.key
+    trial.run_trial(SETTINGS, store)
+    row = records.read_result(store, key)
+    old_schema = pa.schema([f for f in records.RESULT_SCHEMA if f.name != "weights_sha256"])
+    old = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist([{k: row[k] for k in old_schema.names}], schema=old_schema), old)
+    store.delete(layout.result_path(key))
+    assert store.commit_bytes(layout.result_path(key), old.getvalue())  # as an older version committed it
+    assert records.read_result(store, key) == {**row, "weights_sha256": None}
+    assert records.read_results(store).to_pylist() == [{**row, "weights_sha256": None}]
+    transfer = planned_settings("AnB n=3 random:0 s0", dataset="tiny-test", train=TRAIN)
+    with pytest.raises(ValueError, match=f"base result results/{key}.parquet in store .* names no weights"):
+        trial.run_trial(transfer, store)
 
 
 def test_inconsistent_treatments_are_refused(tmp_path):

@@ -5,6 +5,12 @@ Idempotent and resumable: a committed result is returned without training; an in
 training resumes from its newest valid checkpoint. Order of commits: base weights, curve, result
 (dependents wait for the result, so the base weights are always there when it appears).
 
+Base weights are content-addressed: each attempt commits its own bytes to
+bases/<key>/model-<sha256>.pt and the result row names that sha256 (column weights_sha256). Two
+attempts need not train bitwise-equal weights (on a GPU they do not), so an attempt that committed
+weights and died before its row must not decide what the row's dependents load: they read the file
+the committed row names and check its sha256 before unpickling it.
+
 Debug entry: python -m workers.trial SETTINGS.json --store URI [--stop-after K]
 """
 from __future__ import annotations
@@ -34,15 +40,55 @@ def derive_seed(seed: int, key: str, purpose: str) -> int:
     return int(hashlib.sha256(f"{seed}:{key}:{purpose}".encode()).hexdigest()[:16], 16)
 
 
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def load_base_weights(store: st.Store, base_key: str) -> dict:
-    """The committed final weights of base `base_key`, or a one-line FileNotFoundError."""
-    path = layout.base_model_path(base_key)
+    """The final weights of base `base_key` that its committed result row names (weights_sha256),
+    after checking their sha256. A missing row or file is a one-line FileNotFoundError, a row that
+    names no weights or bytes that do not hash to what it names a one-line ValueError."""
+    row_path = layout.result_path(base_key)
+    row = records.read_result(store, base_key)
+    if row is None:
+        raise FileNotFoundError(f"base result {row_path} not found in store {store.root}: "
+                                f"base trial {base_key} must finish first")
+    sha = row.get("weights_sha256")
+    if not sha:
+        raise ValueError(f"base result {row_path} in store {store.root} names no weights (weights_sha256 is "
+                         f"null: a row from before content-addressed weights, or not a base): rerun base {base_key}")
+    path = layout.base_weights_path(base_key, sha)
     try:
         blob = store.read_bytes(path)
     except FileNotFoundError:
-        raise FileNotFoundError(f"base weights {path} not found in store {store.root}: "
-                                f"base trial {base_key} must finish first") from None
+        raise FileNotFoundError(f"base weights {path} not found in store {store.root}, "
+                                f"though {row_path} names them") from None
+    actual = sha256_hex(blob)
+    if actual != sha:
+        raise ValueError(f"base weights {path} in store {store.root} hash to sha256 {actual}, not the "
+                         f"{sha} that {row_path} names: refusing to load them")
     return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+
+
+def _commit_base_weights(store: st.Store, key: str, state_dict: dict) -> str:
+    """Commit this attempt's final weights of base `key` under their sha256; returns the sha256."""
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    blob = buffer.getvalue()
+    sha = sha256_hex(blob)
+    # create-only; False means an earlier attempt trained the very same bytes (same name, same hash)
+    store.commit_bytes(layout.base_weights_path(key, sha), blob)
+    return sha
+
+
+def _drop_unnamed_base_weights(store: st.Store, key: str, named: str | None) -> None:
+    """Delete the weights of base `key` that its committed row does not name: left by attempts that
+    died before their row or lost the race to commit it. No dependent can read them (they read the
+    row's), and no attempt still running can commit a row naming them (the row is there)."""
+    for path in store.list(layout.base_weights_prefix(key)):
+        sha = layout.base_weights_sha256(path)
+        if sha is not None and sha != named:
+            store.delete(path)
 
 
 def _check_treatment(settings: TrialSettings) -> None:
@@ -57,8 +103,12 @@ def _check_treatment(settings: TrialSettings) -> None:
         raise ValueError(f"treatment {treatment!r} needs the base_key of the network it copies from")
 
 
-def result_row(settings: TrialSettings, outcome: TrainOutcome) -> dict:
-    """The result row of docs/contracts.md for a finished training."""
+def result_row(settings: TrialSettings, outcome: TrainOutcome, weights_sha256: str | None = None) -> dict:
+    """The result row of docs/contracts.md for a finished training; `weights_sha256`: the sha256 of
+    the base weights this attempt committed (bases only; None for every other treatment)."""
+    if (settings.treatment == "base") != (weights_sha256 is not None):
+        raise ValueError(f"trial {settings.key} ({settings.treatment}): a base row names its committed weights "
+                         f"and no other row does (weights_sha256={weights_sha256!r})")
     return {
         "sweep": settings.sweep, "key": settings.key, "name": settings.name,
         "dataset": settings.dataset, "split": settings.split,
@@ -69,6 +119,7 @@ def result_row(settings: TrialSettings, outcome: TrainOutcome) -> dict:
         "wall_seconds": float(outcome.wall_seconds), "status": "ok", "error": None,
         "protocol": settings.protocol, "finished_at": datetime.now(timezone.utc),
         "settings_json": json.dumps(settings.to_dict(), sort_keys=True),
+        "weights_sha256": weights_sha256,
     }
 
 
@@ -91,21 +142,21 @@ def run_trial(settings: TrialSettings, store: st.Store, report: Callable[[dict],
                torch.Generator().manual_seed(derive_seed(settings.seed, key, "init")))
     outcome = train(model, data, settings, store, seed=derive_seed(settings.seed, key, "train"),
                     report=report, stop_after=stop_after)
-    if settings.treatment == "base":
-        blob = io.BytesIO()
-        torch.save(outcome.state_dict, blob)
-        store.commit_bytes(layout.base_model_path(key), blob.getvalue())  # before the result: see module doc
+    weights_sha256 = None
+    if settings.treatment == "base":  # before the result: see module doc
+        weights_sha256 = _commit_base_weights(store, key, outcome.state_dict)
     records.commit_curve(store, key, [{"key": key, **row} for row in outcome.curve])
-    row = result_row(settings, outcome)
-    committed = records.commit_result(store, row)
+    row = result_row(settings, outcome, weights_sha256)
+    if not records.commit_result(store, row):
+        winner = records.read_result(store, key)  # another attempt committed first: its row is the answer
+        if winner is None:
+            raise RuntimeError(f"trial {key}: the store refused the result as already committed, but has none")
+        row = winner
     for path in store.list(layout.checkpoint_prefix(key)):
         store.delete(path)  # the result is final: checkpoints would only cost space (CaffeNet: ~0.5 GB)
-    if committed:
-        return row
-    winner = records.read_result(store, key)  # another attempt committed first: its row is the answer
-    if winner is None:
-        raise RuntimeError(f"trial {key}: the store refused the result as already committed, but has none")
-    return winner
+    if settings.treatment == "base":
+        _drop_unnamed_base_weights(store, key, row.get("weights_sha256"))  # same: orphans (~0.25 GB each)
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,10 +3,18 @@
 boto3 rather than pyarrow.fs, because commits need `put_object(IfNoneMatch="*")` and retries need
 structured error codes (pyarrow.fs reports errors as free text). `filesystem()` still hands users a
 pyarrow filesystem for direct dataset reads. Every call is retried on transient errors.
+
+Some servers (older MinIO/Ceph/SeaweedFS versions, gateways) accept `If-None-Match` and ignore it: every
+commit then "succeeds" and overwrites. `check()` (open_store's check=True) therefore proves, once per
+endpoint and bucket per process, that a second commit of the same object is refused.
 """
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,6 +22,16 @@ from sweepcore.store.base import Store, StoreError, clean_path, one_line, refuse
 
 CHECK_RETRY_SECONDS = 3.0  # open_store's probe: an unreachable endpoint must fail fast
 CONNECT_TIMEOUT = 3  # seconds per connection attempt
+# The create-only probe's objects: under the store's prefix, outside every folder layout.py names
+# (no listing of results/, curves/, trials/, sweeps/ or datasets/ can see them); deleted at once.
+PROBE_PREFIX = "_probe/create-only-"
+
+log = logging.getLogger(__name__)
+
+# (endpoint, bucket) -> None when create-only commits were proven, else the StoreError message.
+# Only definite verdicts are kept: an unreachable endpoint or a refused write is asked again next time.
+_create_only_verdicts: dict[tuple[str, str], str | None] = {}
+_verdicts_lock = threading.Lock()
 
 
 class S3Store(Store):
@@ -88,10 +106,78 @@ class S3Store(Store):
         return str(response.get("Error", {}).get("Code", ""))
 
     def check(self) -> None:
-        """Prove the endpoint answers, the credentials are accepted and the bucket exists (no write)."""
+        """Prove the endpoint answers, the credentials are accepted, the bucket exists and the server
+        honours create-only commits (see _check_create_only). All of it within CHECK_RETRY_SECONDS."""
+        deadline = time.monotonic() + CHECK_RETRY_SECONDS
         probe = lambda: self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key("", True),
                                                     MaxKeys=1)
         self._call("check", "", probe, budget=CHECK_RETRY_SECONDS)
+        self._check_create_only(deadline)
+
+    def _check_create_only(self, deadline: float) -> None:
+        """Commit a fresh probe object twice through commit_bytes' own path: the first must create it,
+        the second must be refused (412). A server that lets the second through ignores
+        If-None-Match, and exactly-once is impossible there: StoreError. The probe is deleted either
+        way (best effort). The verdict is cached per (endpoint, bucket) for this process."""
+        where = (self.endpoint_name, self.bucket)
+        with _verdicts_lock:
+            known = where in _create_only_verdicts
+            verdict = _create_only_verdicts.get(where)
+        if known:
+            if verdict is not None:
+                raise StoreError(verdict)
+            return
+        path = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+
+        def budget() -> float:  # retries share the check's budget
+            return max(0.0, deadline - time.monotonic())
+        try:
+            created = self._commit(path, b"create-only probe: first", budget())
+        except StoreError as exc:
+            if self._code(exc.__cause__) in ("AccessDenied", "403"):
+                # credentials that may read but not write cannot overwrite a result either (their
+                # commits fail loudly): status/report still work; a writer's open proves it
+                log.info("store: create-only commits not checked at %s: writes are denied (%s)",
+                         self.endpoint_name, one_line(exc))
+                return
+            self._delete_probe(path, budget())  # the request may have stored it before failing
+            raise
+        try:
+            if not created and not self._call("check", path, lambda: self._head(path), budget()):
+                verdict = (f"S3 endpoint {self.endpoint_name} refused a create-only commit of a new "
+                           "object and did not store it, so commits cannot succeed there; use an S3 "
+                           "server/version that supports conditional writes")
+            elif self._commit(path, b"create-only probe: second", budget()):
+                verdict = (f"S3 endpoint {self.endpoint_name} ignores If-None-Match: a second create-only "
+                           "commit of the same object succeeded, so exactly-once commits are impossible "
+                           "there; use an S3 server/version that supports conditional writes "
+                           "(PutObject with If-None-Match: * answered 412 PreconditionFailed)")
+            else:
+                verdict = None
+        finally:
+            self._delete_probe(path, budget())
+        with _verdicts_lock:
+            _create_only_verdicts[where] = verdict
+        if verdict is not None:
+            raise StoreError(verdict)
+
+    def _delete_probe(self, path: str, budget: float) -> None:
+        key = self._key(path)
+        try:
+            self._call("check", path, lambda: self.client.delete_object(Bucket=self.bucket, Key=key),
+                       budget)
+        except Exception as exc:  # noqa: BLE001 - best effort: the probe is invisible to every listing
+            log.warning("store: could not delete the create-only probe %s (%s); delete it by hand",
+                        self.uri(path), one_line(exc))
+
+    def _head(self, path: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(path))
+            return True
+        except Exception as exc:
+            if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise
 
     def read_bytes(self, path):
         key = self._key(path)
@@ -106,17 +192,8 @@ class S3Store(Store):
         return self._call("read", path, read)
 
     def exists(self, path):
-        key = self._key(path)
-
-        def head():
-            try:
-                self.client.head_object(Bucket=self.bucket, Key=key)
-                return True
-            except Exception as exc:
-                if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
-                    return False
-                raise
-        return self._call("exists", path, head)
+        self._key(path)  # a bad path is a ValueError here, not inside the retry loop
+        return self._call("exists", path, lambda: self._head(path))
 
     def write_bytes(self, path, data):
         key, data = self._key(path), bytes(data)
@@ -124,6 +201,10 @@ class S3Store(Store):
         self._call("write", path, lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=data))
 
     def commit_bytes(self, path, data):
+        return self._commit(path, data)
+
+    def _commit(self, path: str, data: bytes, budget: float | None = None) -> bool:
+        """commit_bytes, with a retry budget (check() spends only its own)."""
         key, data = self._key(path), bytes(data)
         refuse_secrets(path, data)
 
@@ -135,7 +216,7 @@ class S3Store(Store):
                 if self._code(exc) in ("PreconditionFailed", "412"):
                     return False  # someone committed first: that is the exactly-once guarantee
                 raise
-        return self._call("commit", path, commit)
+        return self._call("commit", path, commit, budget)
 
     def list(self, prefix):
         base = self._key(prefix, allow_empty=True)

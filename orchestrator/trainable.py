@@ -1,0 +1,90 @@
+"""The function Ray Tune runs on a worker for each trial: the one place the driver's code reaches into
+`workers` (imported lazily, so the driver never imports torch).
+
+Each call is one attempt. It records where it resumes from, gives up (without training) when the
+trial's recent attempts made no progress (retries.py), and otherwise runs the trial to its committed
+row. Failures are recorded in the store with their traceback and where the worker's log is.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import traceback
+from typing import Iterator
+
+import ray
+from ray import tune
+
+from orchestrator.retries import give_up_line, should_give_up
+from sweepcore.records import (
+    newest_checkpoint_step,
+    read_attempts,
+    read_failures,
+    read_result,
+    record_attempt,
+    record_failure,
+    write_heartbeat,
+)
+from sweepcore.settings import TrialSettings
+from sweepcore.store import Store, StoreError, open_store
+
+HEARTBEAT_SECONDS = 10.0  # status calls an attempt interrupted after a few missed beats
+
+
+def _trainable(config: dict) -> None:
+    """Tune trainable. `config`: settings (TrialSettings as a dict), store_uri, endpoint, run (the
+    driver run's id: retries count attempts of this run only) and retries."""
+    from workers.trial import run_trial  # noqa: PLC0415 (the driver must not import torch)
+
+    settings = TrialSettings.from_dict(config["settings"])
+    key, run = settings.key, config["run"]
+    store = open_store(config["store_uri"], config["endpoint"], check=False)
+    if read_result(store, key) is None:
+        steps = [a.get("resume_step", 0) for a in read_attempts(store, key) if a.get("run") == run]
+        steps.append(newest_checkpoint_step(store, key))
+        if should_give_up(steps, int(config["retries"])):
+            failures = read_failures(store, key)
+            last = failures[-1].get("error") if failures else None
+            record_failure(store, key, give_up_line(steps, last), "", _log_location())
+            tune.report({"gave_up": 1, "committed": 0})
+            return
+        record_attempt(store, key, run=run)
+    try:
+        with _heartbeat(store, key, run):
+            row = run_trial(settings, store, report=lambda metrics: tune.report(metrics))
+    except Exception as exc:
+        record_failure(store, key, f"{type(exc).__name__}: {exc}".splitlines()[0], traceback.format_exc(),
+                       _log_location())
+        raise
+    tune.report({"top1_paper": row["top1_paper"], "top1_final": row["top1_final"], "committed": 1})
+
+
+@contextlib.contextmanager
+def _heartbeat(store: Store, key: str, run: str) -> Iterator[None]:
+    """Beat every HEARTBEAT_SECONDS while the block runs; a killed worker simply stops beating."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                write_heartbeat(store, key, run)
+            except (StoreError, OSError):
+                pass  # a missed beat only makes status cautious; the training must not fail for it
+            if stop.wait(HEARTBEAT_SECONDS):
+                return
+    thread = threading.Thread(target=beat, name=f"heartbeat-{key}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _log_location() -> str:
+    try:
+        ctx = tune.get_context()
+        return f"node {ray.util.get_node_ip_address()}: {ctx.get_trial_dir()}"
+    except Exception:  # noqa: BLE001 (best effort: a log path is a hint, never a reason to fail)
+        return f"node {os.uname().nodename}: Ray worker logs"

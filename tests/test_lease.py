@@ -1,0 +1,67 @@
+"""One driver per sweep: a second driver refuses with one line naming the first, takes over a stale lease,
+and --force takes over at once."""
+import datetime as dt
+import json
+import os
+import socket
+import threading
+
+import pytest
+
+from orchestrator import lease as leases
+from orchestrator.errors import UsageError
+from sweepcore.store import open_store
+
+
+@pytest.fixture
+def store(tmp_path):
+    return open_store(str(tmp_path / "store"))
+
+
+def test_a_second_driver_refuses_naming_the_first(store):
+    with leases.acquire(store, "demo"):
+        with pytest.raises(UsageError) as err:
+            leases.acquire(store, "demo")
+    line = str(err.value)
+    assert line.startswith(f"sweep demo is already being run by pid {os.getpid()} on host {socket.gethostname()}")
+    assert line.endswith("wait for it to finish, or pass --force to take over") and "\n" not in line
+
+
+def test_a_released_lease_is_free_and_force_takes_over(store):
+    with leases.acquire(store, "demo"):
+        pass
+    first = leases.acquire(store, "demo")          # released before: free
+    second = leases.acquire(store, "demo", force=True)  # held and fresh: only with --force
+    assert (first.record["generation"], second.record["generation"]) == (2, 3)
+    first.release()
+    second.release()
+
+
+def test_a_stale_lease_is_taken_over(store):
+    held = leases.acquire(store, "demo")
+    held._stop.set()  # its driver was SIGKILLed: no more heartbeats
+    old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=leases.STALE_SECONDS + 5)).isoformat()
+    store.write_bytes(held.path, json.dumps({**held.record, "heartbeat": old}).encode())
+    taker = leases.acquire(store, "demo")
+    assert taker.record["generation"] == held.record["generation"] + 1
+    taker.release()
+
+
+def test_two_drivers_starting_at_once_get_exactly_one_lease(store):
+    outcomes = []
+    barrier = threading.Barrier(4)
+
+    def race():
+        barrier.wait()
+        try:
+            outcomes.append(leases.acquire(store, "race"))
+        except UsageError as exc:
+            outcomes.append(str(exc))
+    threads = [threading.Thread(target=race) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    held = [o for o in outcomes if isinstance(o, leases.Lease)]
+    assert len(held) == 1 and all("sweep race" in o for o in outcomes if isinstance(o, str))
+    held[0].release()
