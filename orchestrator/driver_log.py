@@ -27,6 +27,8 @@ def route_ray_output(path: Path) -> None:
         for old in list(logger.handlers):
             if not isinstance(old, logging.FileHandler):
                 logger.removeHandler(old)
+        if name != "ray":
+            logger.propagate = True  # up to the file; a non-propagating logger left bare would reach stderr
     ray_logger = logging.getLogger("ray")
     ray_logger.addHandler(handler)
     ray_logger.propagate = False
