@@ -5,9 +5,10 @@
 # The image holds code only: no data (it comes from the store), no credentials (they come from
 # an IAM instance profile or a Kubernetes Secret at run time), no Ray auth token.
 
-# Pinned tag: CUDA 12.9 + cuDNN 9 runtime with a CUDA build of torch already installed. The
+# Pinned tag: torch 2.10.0 (past the weights_only advisories, see pyproject.toml), CUDA 12.8 + cuDNN 9
+# runtime, a CUDA build of torch already installed. The
 # head runs no trials but uses the same image, so both sides always run the same code.
-FROM pytorch/pytorch:2.8.0-cuda12.9-cudnn9-runtime
+FROM pytorch/pytorch:2.10.0-cuda12.8-cudnn9-runtime
 
 LABEL org.opencontainers.image.title="transfer-sweep" \
       org.opencontainers.image.description="Layer-wise transfer sweeps on Ray (head and GPU workers)"

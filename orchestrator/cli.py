@@ -18,12 +18,12 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.data_cli import add_data_parser
-from orchestrator.driver_job import is_jobs_address
+from orchestrator.driver_job import is_jobs_address, spec_digest
 from orchestrator.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from orchestrator.lease import acquire as acquire_lease
 from orchestrator.plan import Plan, counts, make_plan
 from orchestrator.spec import SpecError, SweepSpec
-from orchestrator.spec_source import record_spec, spec_from_args, stored_spec
+from orchestrator.spec_source import record_spec, spec_from_args, stored_spec, with_data_version
 from orchestrator.submit import add_submit_parsers
 from sweepcore.layout import sweep_prefix
 from sweepcore.store import StoreError, open_store
@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     store_arg(sp)
     sp.add_argument("--address", help=ADDRESS_HELP)
     sp.add_argument("--force", action="store_true", help=FORCE_HELP)
+    sp.add_argument("--spec-digest", metavar="HEX", help="refuse to run unless the stored spec has this digest "
+                    "(what `submit` puts in the job it starts)")
     sp.set_defaults(func=cmd_resume)
 
     sp = sub.add_parser("status", help="done / running / failed / pending, from the store only")
@@ -108,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--metric", choices=("top1_paper", "top1_final"), default="top1_paper")
     sp.set_defaults(func=cmd_report)
     add_data_parser(sub)  # `data prepare ...`
+
+    sp = sub.add_parser("migrate-results", help="re-key published results.parquet (and then base_curves.parquet) "
+                        "files from protocol 1 to the current protocol, in place")
+    sp.add_argument("files", nargs="+", help="results.parquet first, then curve files keyed by the same trials")
+    sp.set_defaults(func=cmd_migrate_results)
     return p
 
 
@@ -167,10 +174,14 @@ def cmd_run(args) -> int:
 
 
 def cmd_resume(args) -> int:
+    spec = stored_spec(args.sweep, args.store, args.endpoint)
+    if args.spec_digest and spec_digest(spec) != args.spec_digest:
+        raise UsageError(f"the spec stored for sweep {spec.name} in {spec.store} has digest {spec_digest(spec)}, "
+                         f"not the {args.spec_digest} that was submitted: someone changed it; refusing to run it")
     if is_jobs_address(args.address):  # a dashboard URL: run the driver on the cluster, as `submit` does
         from orchestrator.submit import submit_spec  # noqa: PLC0415 (Jobs API only for a dashboard URL)
-        return submit_spec(stored_spec(args.sweep, args.store, args.endpoint), args.address)
-    return _run(stored_spec(args.sweep, args.store, args.endpoint), args.address, args.verbose, args.force)
+        return submit_spec(spec, args.address)
+    return _run(spec, args.address, args.verbose, args.force)
 
 
 def resume_command(spec: SweepSpec) -> str:
@@ -183,8 +194,9 @@ def _run(spec: SweepSpec, address: Optional[str], verbose: bool = False, force: 
     from orchestrator.progress import SweepProgress  # noqa: PLC0415 (Rich live display only for commands that run)
     from orchestrator.schedule import ProgressCallback, run_plan, tune_storage  # noqa: PLC0415 (Ray only for commands that run)
 
-    plan = make_plan(spec)
     store = open_store(spec.store, spec.endpoint)
+    spec = with_data_version(spec, store)  # the data version is part of every key: fixed before planning
+    plan = make_plan(spec)
     lease = acquire_lease(store, spec.name, force)  # before anything is written: a second driver changes nothing
     record_spec(spec, store)
     console = Console(stderr=True, soft_wrap=True)  # paths and commands stay on one line, copyable
@@ -257,11 +269,26 @@ def base_curves(store, results):
     return pa.concat_tables(tables) if tables else None
 
 
+def cmd_migrate_results(args) -> int:
+    from orchestrator.migrate import migrate_file  # noqa: PLC0415 (Arrow only for this command)
+
+    mapping = None
+    for name in args.files:
+        path = Path(name)
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+        try:
+            mapping = migrate_file(path, mapping)
+        except ValueError as exc:
+            raise UsageError(f"{path}: {exc}") from None
+        print(f"migrated {path}: {len(mapping)} keys")
+    return 0
+
+
 def cmd_report(args) -> int:
     import pandas as pd  # noqa: PLC0415 (pandas only for `report`)
-    import pyarrow.parquet as pq  # noqa: PLC0415 (Arrow only for `report`)
 
-    from orchestrator.report import write_report  # noqa: PLC0415 (matplotlib only for `report`)
+    from orchestrator.report import write_report, write_tables  # noqa: PLC0415 (matplotlib only for `report`)
     from sweepcore.records import read_results  # noqa: PLC0415 (Arrow only for `report`)
 
     spec = stored_spec(args.sweep, args.store, args.endpoint)
@@ -275,16 +302,14 @@ def cmd_report(args) -> int:
     out = Path(args.out) if args.out else (
         Path(store.uri(f"{sweep_prefix(spec.name)}/report")) if "://" not in spec.store
         else Path(f"report-{spec.name}"))
+    within = store.local_path() if not args.out and "://" not in spec.store else None  # default: stays in the store
     curves = base_curves(store, results)
     info = write_report(results, out, planned=planned, title=f"sweep {spec.name} ({spec.dataset})",
-                        metric=args.metric, curves=curves.to_pandas() if curves is not None else None)
+                        metric=args.metric, curves=curves.to_pandas() if curves is not None else None,
+                        within=within)
     # the sweep's rows in one file, to share or commit beside the figures; the bases' curves let a
-    # reader recompute the convergence check
-    pq.write_table(table, out / "results.parquet")
-    written = [out / "results.parquet"]
-    if curves is not None:
-        pq.write_table(curves, out / "base_curves.parquet")
-        written.append(out / "base_curves.parquet")
+    # reader recompute the convergence check (no curves: an earlier report's file is removed)
+    written = write_tables(out, {"results.parquet": table, "base_curves.parquet": curves}, within=within)
     console = Console()
     for f in [*info["files"], *written]:
         console.print(f"wrote {f}")

@@ -45,6 +45,8 @@ def driver_entrypoint(spec: SweepSpec, driver: Optional[str] = None) -> str:
     command += ["resume", spec.name, "--store", spec.store]
     if spec.endpoint:
         command += ["--endpoint", spec.endpoint]
+    # the driver refuses a stored spec that is not the one submitted (a shared bucket has other writers)
+    command += ["--spec-digest", spec_digest(spec)]
     return shlex.join(command)
 
 

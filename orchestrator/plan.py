@@ -79,9 +79,19 @@ def resolve_runtime(spec: SweepSpec) -> RuntimeSettings:
     )
 
 
+UNRESOLVED = "unresolved"  # the data version of a dataset prepared into the store, before a run reads it
+
+
+def data_version(spec: SweepSpec) -> str:
+    """The content hash of the data the sweep's trials read: the spec's `data_version` (a run records
+    the one it resolved), else the dataset's pinned version, else UNRESOLVED (ImageNet before a run)."""
+    return spec.data_version or dataset_info(spec.dataset).pinned_version or UNRESOLVED
+
+
 def make_plan(spec: SweepSpec) -> Plan:
     """Expand a spec into its trials: bases once each, then every treatment x n x direction x seed."""
     model, train, runtime = resolve_model(spec), TrainSettings(**spec.train.model_dump()), resolve_runtime(spec)
+    data = data_version(spec)
     trials: dict[str, PlannedTrial] = {}
 
     def add(treatment: str, split: str, target: str, source: Optional[str], n: int, seed: int,
@@ -89,7 +99,7 @@ def make_plan(spec: SweepSpec) -> Plan:
         settings = TrialSettings(
             protocol=PROTOCOL_VERSION, sweep=spec.name,
             name=display_name(treatment, split, target, source, n, seed),
-            treatment=treatment, dataset=spec.dataset, split=split,
+            treatment=treatment, dataset=spec.dataset, data=data, split=split,
             target_half=target, source_half=source, n=n,
             frozen=treatment in FROZEN_TREATMENTS, seed=seed, base_key=base_key,
             model=model, train=train, runtime=runtime, key="").with_key()

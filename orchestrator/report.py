@@ -3,12 +3,25 @@
 Input is the results table (the result rows of docs/contracts.md) and, optionally, the planned trials.
 Everything here draws or writes what exists: a partial sweep gives a partial report, never an error.
 The claim logic and the statistics live in orchestrator/claims.py.
+
+Files and symlinks, one rule: the report never writes through a symlink. Every file (report.md, the
+figures, the tables of `write_tables`) is written to a dot-named temporary file in the output folder and
+then moved onto its name with `os.replace`, which replaces whatever is there, a symlink included, as a
+link: the file it pointed at is never touched. The output folder itself must be a real folder: a
+symlink there is refused (UsageError), and a folder that must stay inside another (the report's default
+place in a local store) is refused when, symlinks resolved, it lies outside. A file the report owns
+(`owned_names`: report.md, its tables, transfer/distance figures plain or per dataset) that the new
+report does not write is removed, so a folder never mixes two reports; nothing else is ever removed.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -21,6 +34,7 @@ import pandas as pd  # noqa: E402
 
 from orchestrator.claims import NATMAN_DIRECTIONS, Claim, check_claims, check_study  # noqa: E402
 from orchestrator.convergence import convergence_md  # noqa: E402
+from orchestrator.errors import UsageError  # noqa: E402
 from orchestrator.paper import PAPER_BASE_SD, PAPER_REFERENCE, paper_results  # noqa: E402
 from orchestrator.stats import (  # noqa: E402
     ALL,
@@ -34,7 +48,7 @@ from orchestrator.stats import (  # noqa: E402
     pair_with_bases,
     significance,
 )
-from sweepcore.vocabulary import TREATMENT_LABEL, TREATMENTS  # noqa: E402
+from sweepcore.vocabulary import DATASETS, TREATMENT_LABEL, TREATMENTS  # noqa: E402
 
 X_LABEL = "layer n at which the network is cut"
 # The paper's Figure 2 colours and markers; offset = the per-treatment horizontal jitter.
@@ -380,8 +394,96 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "dataset"
 
 
+# ---------------------------------------------------------------- files
+TMP_PREFIX = ".tmp-"  # dot-named: never mistaken for a report file, and left out of directory reads
+REPORT_MD = "report.md"
+FIGURES = ("transfer", "distance")
+TABLES = ("results.parquet", "base_curves.parquet")
+
+
+def owned_names(datasets: Iterable[str] = ()) -> set[str]:
+    """Every file name a report may write, hence may remove: report.md, TABLES, and each figure plain
+    or per dataset (each known dataset and those given)."""
+    suffixes = [""] + [f"-{_slug(ds)}" for ds in (*DATASETS, *datasets)]
+    return {REPORT_MD, *TABLES} | {f"{fig}{suffix}.png" for fig in FIGURES for suffix in suffixes}
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def output_folder(out_dir: Union[str, Path], within: Union[str, Path, None] = None) -> Path:
+    """out_dir, created when absent. UsageError (one line) when it is a symlink or not a folder, or,
+    with `within`, when it resolves (symlinks followed) outside that folder."""
+    out = Path(out_dir)
+    if out.is_symlink():
+        raise UsageError(f"report folder {out} is a symbolic link (to {os.path.realpath(out)}); refusing to "
+                         "write through it: give --out a real folder")
+    if within is not None:
+        root, real = os.path.realpath(within), os.path.realpath(out)
+        if not _inside(real, root):
+            raise UsageError(f"report folder {out} leads outside {within} (to {real}); refusing to write there")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(f"report folder {out} exists and is not a folder") from None
+    except OSError as exc:
+        raise UsageError(f"cannot create report folder {out}: {exc.strerror or exc}") from None
+    if out.is_symlink() or not out.is_dir():  # swapped for a link or a file meanwhile
+        raise UsageError(f"report folder {out} is not a real folder; refusing to write there")
+    return out
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary name in path's folder to write to; when the block ends, what was written there is
+    moved onto `path` with os.replace (a symlink at `path` is replaced, never followed); nothing written:
+    `path` is left as it is. On an error the temporary file is removed."""
+    if path.is_dir() and not path.is_symlink():
+        raise UsageError(f"{path} is a folder; refusing to replace it with a report file")
+    tmp = path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}")
+    try:
+        yield tmp
+        if os.path.lexists(tmp):
+            os.replace(tmp, path)
+    finally:
+        _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or a symlink (the link, never its target); folders and absent paths stay as they are."""
+    if path.is_symlink() or path.is_file():
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def write_tables(out_dir: Union[str, Path], tables: dict[str, Any],
+                 within: Union[str, Path, None] = None) -> list[str]:
+    """Write each Arrow table as out_dir/<name> (Parquet), atomically; a name whose table is None is
+    not part of this report, and the file an earlier report left under it is removed. Names are TABLES.
+    Returns the paths written."""
+    import pyarrow.parquet as pq  # noqa: PLC0415 (Arrow only where tables are written)
+
+    out = output_folder(out_dir, within)
+    written = []
+    for name, table in tables.items():
+        if name not in TABLES:
+            raise ValueError(f"{name!r} is not a report table (one of {', '.join(TABLES)})")
+        path = out / name
+        if table is None:
+            _remove(path)
+            continue
+        with replacing(path) as tmp:
+            pq.write_table(table, tmp)
+        written.append(str(path))
+    return written
+
+
 def write_report(results: pd.DataFrame, out_dir: Union[str, Path], planned: Optional[pd.DataFrame] = None,
-                 title: str = "", metric: str = "top1_paper", curves: Optional[pd.DataFrame] = None) -> dict:
+                 title: str = "", metric: str = "top1_paper", curves: Optional[pd.DataFrame] = None,
+                 within: Union[str, Path, None] = None) -> dict:
     """Write transfer.png, distance.png (when data exists) and report.md into out_dir.
 
     results: result rows (docs/contracts.md); rows whose status is not 'ok' are ignored, and when
@@ -389,11 +491,13 @@ def write_report(results: pd.DataFrame, out_dir: Union[str, Path], planned: Opti
     dataset, split, source_half, target_half, n, treatment, seed); those without a result are listed
     under 'Missing'. Several datasets give one section and one pair of figures (-<dataset>) each.
     curves: the bases' learning curves (key, step, top1), for the convergence check's plateaus.
+    within: a folder out_dir must resolve inside (see `output_folder`). Files are written atomically,
+    symlinks at their names replaced, never followed; figures of an earlier report that this one does
+    not draw are removed (module docstring).
     Returns {'files': [paths written], 'claims': [Claim, ...], 'convergence': {dataset: Convergence},
     'missing': [missing keys]}.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out_dir, within)
     title = title or "Transfer sweep report"
     if results.empty:  # an empty store may give a table without the result columns
         results = pd.DataFrame(columns=[*REQUIRED, metric, "key"])
@@ -451,7 +555,9 @@ def write_report(results: pd.DataFrame, out_dir: Union[str, Path], planned: Opti
                  "distance figure not written: the sweep has no AnB, man-made/natural transfer or "
                  "random-weights trials with a base, so distance data is absent.")):
             path = out / f"{name}{suffix}.png"
-            if plot(p, path, title if ds in title else f"{title} ({ds})", metric):
+            with replacing(path) as tmp:
+                drawn = plot(p, tmp, title if ds in title else f"{title} ({ds})", metric)
+            if drawn:
                 files.append(str(path))
                 md += [f"![{name}]({path.name})", "", f"_{path.name}: {caption}._", ""]
             else:
@@ -464,7 +570,11 @@ def write_report(results: pd.DataFrame, out_dir: Union[str, Path], planned: Opti
         if "key" in missing.columns:
             missing_keys = [str(k) for k in missing["key"]]
         md += ["## Missing", "", missing_md(missing, len(planned)), ""]
-    report = out / "report.md"
-    report.write_text("\n".join(md))
+    report = out / REPORT_MD
+    with replacing(report) as tmp:
+        tmp.write_text("\n".join(md), encoding="utf-8")
     files.append(str(report))
+    drawn_names = {Path(f).name for f in files}
+    for stale in sorted(owned_names(datasets) - drawn_names - {REPORT_MD, *TABLES}):
+        _remove(out / stale)  # an earlier report's figure: a folder never mixes two reports
     return {"files": files, "claims": all_claims, "convergence": convergence, "missing": missing_keys}

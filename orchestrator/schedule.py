@@ -16,6 +16,7 @@ stops making progress and gives up, so kills that cost one checkpoint interval e
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import sys
@@ -36,7 +37,6 @@ from orchestrator.ray_session import connect
 from orchestrator.spec import SweepSpec
 from orchestrator.trainable import _trainable
 from orchestrator.watchdog import Watchdog
-from sweepcore.layout import sweep_prefix
 from sweepcore.records import committed_keys, newest_checkpoint_step
 from sweepcore.store import open_store
 
@@ -117,13 +117,12 @@ def _credentials_hidden_from_tune():
 
 
 def tune_storage(spec: SweepSpec, store_uri: str) -> str:
-    """Where Tune keeps its experiment state: beside the sweep in a local store; on the driver's disk
-    for an object store, because Tune would read S3 credentials from the driver's environment, which
-    is hidden from it (see _credentials_hidden_from_tune). The store, not Tune's state, is what
-    resume relies on."""
-    if "://" not in store_uri:
-        return os.path.join(os.path.abspath(store_uri), sweep_prefix(spec.name), "tune")
-    return os.path.join(os.path.expanduser("~"), "ray_results", "transfer-sweep", spec.name)
+    """Where Tune keeps its experiment state and the driver its log: always the driver's own disk
+    (~/ray_results/transfer-sweep/<sweep>-<store hash>), never the store. Tune's state is pickles, and a
+    shared store has other writers; nothing reads that state back anyway (the store decides what is
+    done). Tune would also read S3 credentials from the driver's environment, which is hidden from it."""
+    where = hashlib.sha256(store_uri.encode()).hexdigest()[:8]
+    return os.path.join(os.path.expanduser("~"), "ray_results", "transfer-sweep", f"{spec.name}-{where}")
 
 
 def _trainable_with_resources(spec: SweepSpec):

@@ -10,9 +10,10 @@ import argparse
 import yaml
 
 from orchestrator.errors import UsageError
-from orchestrator.spec import SweepSpec, load_spec, parse_spec
-from sweepcore.layout import SPEC_FILE, spec_path
+from orchestrator.spec import SweepSpec, load_spec, parse_spec, read_spec_mapping
+from sweepcore.layout import SPEC_FILE, check_hash, data_pointer_path, spec_path
 from sweepcore.store import Store, absolute_uri, open_store
+from sweepcore.vocabulary import dataset_info
 
 DEFAULT_STORE = "./store"
 
@@ -32,12 +33,33 @@ def stored_spec(sweep: str, store_uri: str | None, endpoint: str | None) -> Swee
     store = open_store(store_uri, endpoint)
     path = spec_path(sweep)
     try:
-        raw = yaml.safe_load(store.read_bytes(path))
+        raw = read_spec_mapping(store.read_bytes(path), store.uri(path))  # bounded: a shared store is input
     except FileNotFoundError:
         raise UsageError(f"no sweep named {sweep!r} in store {store_uri} "
                          f"(it has: {', '.join(recorded_sweeps(store)) or 'none'})") from None
-    raw["store"], raw["endpoint"] = store_uri, endpoint or raw.get("endpoint")
+    if not isinstance(raw, dict):
+        raise UsageError(f"{store.uri(path)}: the stored spec is not a mapping of fields")
+    # where signed requests go is decided here, never by a file a shared store hands back
+    raw["store"], raw["endpoint"] = store_uri, endpoint
     return parse_spec(raw, source=store.uri(path))
+
+
+def with_data_version(spec: SweepSpec, store: Store) -> SweepSpec:
+    """The spec with the data version its trials will read: as given, the dataset's pinned version, or
+    (ImageNet) the version prepared into the store now, read from datasets/<name>/LATEST. A run
+    records the spec with it, so status, report and resume keep reading that version."""
+    if spec.data_version or dataset_info(spec.dataset).pinned_version:
+        return spec
+    pointer = data_pointer_path(spec.dataset)
+    try:
+        text = store.read_bytes(pointer).decode("ascii", "replace").strip()
+    except FileNotFoundError:
+        raise UsageError(f"{spec.dataset} is not prepared in store {store.uri()}: run `transfer-sweep data "
+                         f"prepare {spec.dataset} --src DIR --store {store.uri()}` first") from None
+    try:
+        return spec.model_copy(update={"data_version": check_hash(text)})
+    except ValueError as exc:
+        raise UsageError(f"{store.uri(pointer)}: {exc}") from None
 
 
 def recorded_sweeps(store: Store) -> list[str]:
@@ -46,6 +68,6 @@ def recorded_sweeps(store: Store) -> list[str]:
 
 
 def record_spec(spec: SweepSpec, store: Store) -> None:
-    """Write the effective spec where `stored_spec` finds it."""
-    raw = spec.model_dump(mode="json")
+    """Write the effective spec where `stored_spec` finds it (without the endpoint: see stored_spec)."""
+    raw = {**spec.model_dump(mode="json"), "endpoint": None}
     store.write_bytes(spec_path(spec.name), yaml.safe_dump(raw, sort_keys=False).encode())

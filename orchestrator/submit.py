@@ -30,7 +30,7 @@ from orchestrator.jobs_api import JobsApi
 from orchestrator.lease import JOB_META
 from orchestrator.plan import make_plan
 from orchestrator.spec import SweepSpec
-from orchestrator.spec_source import record_spec, spec_from_args, stored_spec
+from orchestrator.spec_source import record_spec, spec_from_args, stored_spec, with_data_version
 from sweepcore.records import committed_keys, read_failures
 from sweepcore.store import absolute_uri, open_store
 
@@ -72,6 +72,7 @@ def submit_spec(spec: SweepSpec, address: str, follow: bool = False, console: Op
     """Submit `spec`'s driver to the cluster at `address` unless one is already running (see module doc)."""
     console = console or Console(soft_wrap=True)
     store = open_store(spec.store, spec.endpoint)  # an unreachable store fails here, not on the head
+    spec = with_data_version(spec, store)
     api = JobsApi(address)
     decision = decide(api.jobs(), spec)
     job_id, previous = decision.submission_id, decision.previous

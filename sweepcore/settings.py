@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 # Bump when the meaning of settings changes (training code semantics): old results stop matching.
-PROTOCOL_VERSION = 1
+# 2: the prepared data's content hash (`data`) is part of the settings, so of every key.
+PROTOCOL_VERSION = 2
 UNHASHED = ("key", "sweep", "name", "runtime")
 
 
@@ -79,6 +80,7 @@ class TrialSettings:
     name: str  # readable, e.g. 'AnB+ n=5 random:0 s0'
     treatment: str
     dataset: str
+    data: str  # content hash of the prepared data the trial reads (workers refuse any other version)
     split: str
     target_half: str
     source_half: Optional[str]

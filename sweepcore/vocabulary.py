@@ -5,8 +5,10 @@ report labels its figures with them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Optional, get_args
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, get_args
 
 # A network's treatment, in the order tables and figures list them.
 Treatment = Literal["base", "selffer", "selffer+", "transfer", "transfer+", "random"]
@@ -44,10 +46,33 @@ class DatasetInfo:
     arch: str  # the network family its images fit
     train_per_class: int  # images per class (ImageNet: the average), for cost estimates
     test_per_class: int
+    # What the prepared arrays are, when that is fixed in code (fashion-animals: built from pinned
+    # sources, with each array's content hash); None when a version is whatever was prepared into the
+    # store (ImageNet: the digest in datasets/imagenet/LATEST).
+    recipe: Optional[dict[str, Any]] = field(default=None, compare=False)
 
+    @property
+    def pinned_version(self) -> Optional[str]:
+        """The content hash of the recipe (the version every trial of this dataset reads), or None."""
+        return recipe_hash(self.name, self.recipe) if self.recipe is not None else None
+
+
+def recipe_hash(name: str, recipe: dict[str, Any]) -> str:
+    """sha256 (16 hex) of a dataset's name and recipe: same recipe, same prepared arrays, same name."""
+    text = json.dumps({"name": name, **recipe}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+FASHION_ANIMALS_RECIPE = {
+    "version": 1, "sources": ["Fashion-MNIST idx (Zalando, 60k+10k)", "animal-mnist==0.4 version_3"],
+    "rule": "fashion 0..9 then animals 10..19; 800 train + 200 test per class; fashion: first 800 "
+            "of the train file + first 200 of t10k per class; animals: first 800 / last 200",
+    # sha256 (16 hex) of each array's raw bytes: pins the content, so the hash names it
+    "content": {"train_x": "8eb4b92939aad97f", "train_y": "b856f3a1733fdb20",
+                "test_x": "d52912622aeb5e3d", "test_y": "8a7a104d8e9f0ffb"}}
 
 DATASETS = {
-    "fashion-animals": DatasetInfo("fashion-animals", 20, "small", 800, 200),
+    "fashion-animals": DatasetInfo("fashion-animals", 20, "small", 800, 200, FASHION_ANIMALS_RECIPE),
     "imagenet": DatasetInfo("imagenet", 1000, "caffenet", 1281, 50),
 }
 

@@ -1,9 +1,9 @@
 """Trial settings for worker tests, made by the plan (never by hand), so a drift between what the
 plan produces and what workers read fails here.
 
-Worker tests train on tiny in-memory datasets registered under their own names; the plan only knows
-the real datasets, so the helper plans for fashion-animals and then swaps the dataset name (and with
-it every key, the copied base's included).
+Worker tests train on tiny in-memory datasets registered under their own names (with the recipe
+TINY_RECIPE); the plan only knows the real datasets, so the helper plans for fashion-animals and then
+swaps the dataset name and its data version (and with them every key, the copied base's included).
 """
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ import dataclasses
 from orchestrator.plan import make_plan
 from orchestrator.spec import parse_spec
 from sweepcore.settings import TrialSettings
+from sweepcore.vocabulary import recipe_hash
+
+TINY_RECIPE = {"version": 1}  # what the worker tests register their tiny datasets with
 
 TINY = {
     "name": "test", "dataset": "fashion-animals", "splits": ["random:0"],
@@ -40,8 +43,9 @@ def planned_settings(name: str, dataset: str | None = None, **spec_changes: dict
     settings = trials[name].settings
     if dataset is None:
         return settings
+    data = recipe_hash(dataset, TINY_RECIPE)
     base_key = settings.base_key
     if base_key is not None:
         base = next(t.settings for t in trials.values() if t.key == base_key)
-        base_key = dataclasses.replace(base, dataset=dataset).with_key().key
-    return dataclasses.replace(settings, dataset=dataset, base_key=base_key).with_key()
+        base_key = dataclasses.replace(base, dataset=dataset, data=data).with_key().key
+    return dataclasses.replace(settings, dataset=dataset, data=data, base_key=base_key).with_key()

@@ -13,6 +13,7 @@ import pickle
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 from plan_helpers import planned_settings
 
@@ -94,8 +95,8 @@ def test_dependent_refuses_tampered_base_weights(tmp_path):
     store = st.open_store(str(tmp_path / "store"))
     assert BASE.key == BASE_KEY
     tampered = _tampered(marker)
-    assert store.commit_bytes(_commit_base(store, tampered), tampered)  # the row's sha256 matches: only
-    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):  # torch.load is left
+    assert store.commit_bytes(_commit_base(store, tampered), tampered)  # the row's sha256 matches, but
+    with pytest.raises(ValueError, match="are not readable safetensors"):  # base weights are never unpickled
         trial.run_trial(TRANSFER, store)
     assert not marker.exists()
     assert records.read_result(store, TRANSFER.key) is None
@@ -105,12 +106,29 @@ def test_dependent_refuses_base_weights_that_do_not_hash_to_the_rows_sha256(tmp_
     # The bytes are checked against the row before any unpickling: not even torch.load sees them.
     marker = tmp_path / "pwned"
     store = st.open_store(str(tmp_path / "store"))
-    honest = io.BytesIO()
-    torch.save({"fc8.weight": torch.zeros(20, 16)}, honest)
-    path = _commit_base(store, honest.getvalue())
+    honest = safetensors.torch.save({"fc8.weight": torch.zeros(20, 16)})
+    path = _commit_base(store, honest)
     assert store.commit_bytes(path, _tampered(marker))  # under the honest name, other bytes
     with pytest.raises(ValueError, match=f"base weights {path} in store .* hash to sha256 [0-9a-f]{{64}}, "
-                                         f"not the {path[-67:-3]} that results/{BASE_KEY}.parquet names"):
+                                         f"not the {path[-76:-12]} that results/{BASE_KEY}.parquet names"):
         trial.run_trial(TRANSFER, store)
     assert not marker.exists()
     assert records.read_result(store, TRANSFER.key) is None
+
+
+def test_torch_floor_is_past_the_weights_only_advisories():
+    """Checkpoints read back from a shared store go through torch.load(weights_only=True): it is a
+    boundary only from torch 2.10 on (CVE-2025-32434 up to 2.5.1, GHSA-63cw-57p8-fm3p up to 2.9.1)."""
+    import re
+    from pathlib import Path
+
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    (torch_dep,) = [d for d in deps if d.startswith("torch")]
+    floor = re.search(r">=\s*([0-9.]+)", torch_dep).group(1)
+    assert tuple(map(int, floor.split("."))) >= (2, 10, 0), torch_dep
+    base = re.search(r"^FROM pytorch/pytorch:([0-9.]+)-", (root / "Dockerfile").read_text(), re.M).group(1)
+    assert tuple(map(int, base.split("."))) >= (2, 10, 0), base
+    assert tuple(map(int, torch.__version__.split("+")[0].split("."))) >= (2, 10, 0)

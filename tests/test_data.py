@@ -204,5 +204,5 @@ def test_sources_that_build_other_content_are_refused(cache, monkeypatch):
     other = {**real, "test_y": real["test_y"][::-1].copy()}
     monkeypatch.setitem(data.DATASETS, "fashion-animals",
                         data.DatasetSpec(spec.name, spec.num_classes, spec.recipe, lambda: other))
-    with pytest.raises(ValueError, match="built test_y has sha256 .* expected 8a7a104d8e9f0ffb"):
+    with pytest.raises(ValueError, match="prepared test_y has sha256 .* expected 8a7a104d8e9f0ffb"):
         data.prepared_arrays("fashion-animals", None)

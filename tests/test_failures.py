@@ -41,7 +41,7 @@ def _rows(store_dir: Path) -> list[dict]:
 
 
 def _bases(store_dir: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (store_dir / "bases").rglob("*.pt")}
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (store_dir / "bases").rglob("model-*")}
 
 
 def test_kills_after_each_checkpoint_never_exhaust_the_retries_and_change_nothing(ray_head, calm, tmp_path):
@@ -85,7 +85,7 @@ def test_a_trial_failing_the_same_way_is_given_up_after_its_retries(ray_head, tm
                     "--set", "treatments=[base]", env=env)
     assert only_base.returncode == 0, only_base.stderr
     tampered = {p.stem for p in (store_dir / "results").glob("*.parquet")}  # the bases run so far
-    for weights in (store_dir / "bases").rglob("*.pt"):
+    for weights in (store_dir / "bases").rglob("model-*"):
         weights.write_bytes(b"not the weights the row was committed with")
     run = cli("run", str(spec_path), "--store", str(store_dir), "--address", ray_head.address, env=env)
     assert run.returncode == 1, run.stdout + run.stderr

@@ -2,19 +2,23 @@
 (crop/mirror/mean as Caffe), training CaffeNet from the shards through run_trial, and the Ray path."""
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 from PIL import Image
 
 from orchestrator.plan import make_plan
 from orchestrator.prepare import prepare_imagenet
 from orchestrator.spec import parse_spec
+from sweepcore import layout
 from sweepcore.store import open_store
-from workers import splits
+from workers import data, splits
 from workers.data import load_half
 from workers.imagenet import POINTER
 from workers.imagenet import load as imagenet_load
@@ -259,6 +263,7 @@ def test_caffenet_trains_from_the_shards_through_run_trial(prepared):
     # CaffeNet's geometry (227 input, 11x11/4 conv1, groups, pools) at a width a CPU test affords
     spec = parse_spec({
         "name": "t", "dataset": "imagenet", "splits": ["random:0"], "treatments": ["base"],
+        "data_version": prepared["manifest"]["hash"],  # what a run records after reading LATEST
         "model": {"arch": "caffenet", "widths": [8, 8, 8, 8, 8], "fc_width": 16},
         "train": {"iterations": 3, "batch_size": 4, "lr": 0.01, "lr_schedule": "step", "lr_step_every": 100000,
                   "warmup_fraction": 0.0, "bias_lr_mult": 2.0, "bias_decay": False, "eval_every": 3,
@@ -267,7 +272,7 @@ def test_caffenet_trains_from_the_shards_through_run_trial(prepared):
     row = run_trial(settings, store)
     assert (row["steps"], row["dataset"], row["status"]) == (3, "imagenet", "ok")
     assert row["top1_final"] in (0.0, 0.25, 0.5, 0.75, 1.0)  # 4 val images in half A
-    weights = torch.load(store.uri(f"bases/{settings.key}/model-{row['weights_sha256']}.pt"), weights_only=True)
+    weights = safetensors.torch.load_file(store.uri(f"bases/{settings.key}/model-{row['weights_sha256']}.safetensors"))
     assert tuple(weights["fc8.weight"].shape) == (1000, 16)
     assert tuple(weights["conv1.weight"].shape) == (8, 3, 11, 11)
 
@@ -290,6 +295,174 @@ def test_fashion_animals_are_published_to_a_store_even_when_this_machine_has_the
     names = sorted(os.listdir(info["uri"]))
     assert names == ["manifest.json", "test_x.npy", "test_y.npy", "train_x.npy", "train_y.npy"]
     assert prepare_fashion_animals(str(tmp_path / "second"))["committed_now"] == 0
+
+
+# --- a hostile store: every name read back is untrusted ------------------------------------------
+def _hostile(prepared, tmp_path, monkeypatch):
+    """A copy of the prepared store, read like S3 (downloads go to tmp_path/cache), and the folder
+    outside both that hostile names aim at."""
+    monkeypatch.setenv("TRANSFER_SWEEP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(imagenet_load, "_HALVES", {})
+    shutil.copytree(prepared["store"].uri(), tmp_path / "store")
+    store = open_store(str(tmp_path / "store"))
+    return store, _RemoteLike(store), tmp_path / "outside"
+
+
+def _load_both_halves(store):
+    for half in ("A", "B"):  # between them, every shard is read
+        imagenet_load.load_imagenet_half("random:0", half, store)
+
+
+def _assert_one_line(excinfo):
+    text = str(excinfo.value)
+    assert "\n" not in text and len(text) < 600, text
+
+
+def test_store_name_validators_accept_what_prepare_writes_and_nothing_else(tmp_path):
+    assert layout.check_hash("0123456789abcdef") == "0123456789abcdef"
+    assert layout.check_relative_name("train/shard-00000.labels.npy") == "train/shard-00000.labels.npy"
+    for bad in ("0123456789abcde", "0123456789ABCDEF", "a" * 65, "/tmp/x", "../0123456789abcdef", 7, None):
+        with pytest.raises(ValueError, match="is not a dataset hash"):
+            layout.check_hash(bad)
+    for bad in ("", "/etc/passwd", "../x.npy", "a/../../x.npy", "a//b", "a/", "./a", ".hidden", "a\\b", "a b",
+                "a/\n", "x" * 201, ["a"], None):
+        with pytest.raises(ValueError, match="is not a relative name"):
+            layout.check_relative_name(bad)
+    with pytest.raises(ValueError, match=r"^'/+\.\.\. \(10002 characters\) is not a relative name") as excinfo:
+        layout.check_relative_name("/" * 10000)
+    _assert_one_line(excinfo)
+    assert layout.inside(tmp_path, "a/b.npy") == tmp_path.resolve() / "a" / "b.npy"
+    (tmp_path / "out").mkdir()
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "link").symlink_to(tmp_path / "out")
+    with pytest.raises(ValueError, match="'link/x.npy' leads outside"):
+        layout.inside(tmp_path / "root", "link/x.npy")
+
+
+@pytest.mark.parametrize("pointer", [
+    "ABSOLUTE", "../../outside", "x/../../etc", "0123456789abcdef" * 640, "0123456789ABCDEF", "0123456789abcdef\n00"])
+def test_a_hostile_latest_pointer_is_refused_and_writes_nothing(prepared, tmp_path, monkeypatch, pointer):
+    store, remote, outside = _hostile(prepared, tmp_path, monkeypatch)
+    if pointer == "ABSOLUTE":  # LATEST = /.../outside, with a real version where the store keeps that path
+        pointer = str(outside)
+        versions = tmp_path / "store" / "datasets" / "imagenet"
+        shutil.copytree(versions / prepared["manifest"]["hash"], versions / pointer.lstrip("/"))
+    store.write_bytes(POINTER, pointer.encode())
+    with pytest.raises(ValueError, match=r"datasets/imagenet/LATEST: .* is not a dataset hash") as excinfo:
+        _load_both_halves(remote)
+    _assert_one_line(excinfo)
+    assert not outside.exists() and not (tmp_path / "cache").exists()
+
+
+def _abs(outside):
+    return str(outside / "pwned.npy")
+
+
+@pytest.mark.parametrize("field,value", [
+    ("shards.train[0].images", _abs),
+    ("shards.train[0].images", "../../x.npy"),
+    ("shards.train[0].images", "../../../../outside/pwned.npy"),  # from cache/datasets/imagenet/<hash>/
+    ("shards.val[1].labels", _abs),
+    ("shards.train[2].labels", "train//shard-00002.labels.npy"),
+    ("class_sums", _abs),
+    ("mean", _abs),
+    ("shards.train[0].sha256.images", "0" * 63),
+    ("shards.train[0].sha256.images", "F" * 64),
+    ("shards.train[0].sha256.labels", "a" * 10_000),
+    ("shards.val[0].sha256.images", 12345),
+    ("sha256.class_sums", None),
+    ("num_classes", "4"),
+    ("num_classes", True),
+    ("num_classes", 0),
+    ("num_classes", 1_000_000),
+    ("shards.train", {"0": "train/shard-00000.npy"}),
+    ("shards.val[0]", "val/shard-00000.npy"),
+    ("shards.train[0].classes[0]", -1),
+    ("shards.train[0].classes[0]", 4),
+    ("class_counts.train", [6, 6, 6]),
+    ("class_counts.train[1]", "6"),
+])
+def test_a_hostile_manifest_is_refused_and_writes_nothing_outside_the_cache(
+        prepared, tmp_path, monkeypatch, field, value):
+    store, remote, outside = _hostile(prepared, tmp_path, monkeypatch)
+    prefix = f"datasets/imagenet/{prepared['manifest']['hash']}"
+    manifest = json.loads(store.read_bytes(f"{prefix}/manifest.json"))
+    value = value(outside) if callable(value) else value
+    *parents, last = field.replace("[", ".").replace("]", "").split(".")
+    node = manifest
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if isinstance(node, list):
+        last = int(last)
+    if str(node[last]).endswith(".npy") and str(value).endswith(".npy"):  # the store holds the real bytes there
+        try:
+            store.write_bytes(f"{prefix}/{value}", store.read_bytes(f"{prefix}/{node[last]}"))
+        except ValueError:
+            pass  # a name with '..': the store itself refuses it
+    node[last] = value
+    store.write_bytes(f"{prefix}/manifest.json", json.dumps(manifest).encode())
+    with pytest.raises(ValueError, match=re.escape(f"{prefix}/manifest.json: {field}: ")) as excinfo:
+        _load_both_halves(remote)
+    _assert_one_line(excinfo)
+    assert not outside.exists() and not (tmp_path / "x.npy").exists()
+    assert not (tmp_path / "cache").exists()  # refused before the first download
+
+
+def test_a_symlink_in_the_cache_cannot_carry_a_download_outside(prepared, tmp_path, monkeypatch):
+    store, remote, outside = _hostile(prepared, tmp_path, monkeypatch)
+    digest = prepared["manifest"]["hash"]
+    prefix = f"datasets/imagenet/{digest}"
+    manifest = json.loads(store.read_bytes(f"{prefix}/manifest.json"))
+    entry = manifest["shards"]["train"][0]
+    store.write_bytes(f"{prefix}/train/link/pwned.npy", store.read_bytes(f"{prefix}/{entry['images']}"))
+    entry["images"] = "train/link/pwned.npy"  # a well-formed name...
+    store.write_bytes(f"{prefix}/manifest.json", json.dumps(manifest).encode())
+    outside.mkdir()
+    version = tmp_path / "cache" / "datasets" / "imagenet" / digest / "train"
+    version.mkdir(parents=True)
+    (version / "link").symlink_to(outside)  # ...through a link planted on the node
+    with pytest.raises(ValueError, match=rf"{prefix}/train/link/pwned\.npy: 'train/link/pwned\.npy' leads outside"
+                       ) as excinfo:
+        _load_both_halves(remote)
+    _assert_one_line(excinfo)
+    assert os.listdir(outside) == []
+
+
+@pytest.mark.parametrize("manifest,message", [
+    (b"not json", "not a JSON manifest"),
+    (b"\xff\xfe", "not a JSON manifest"),
+    (b'["train_x", "train_y", "test_x", "test_y"]', "expected an object of"),
+    (b'{"train_x": "%s", "train_y": "%s", "test_x": "%s"}' % ((b"0" * 64,) * 3), "expected an object of"),
+    (b'{"train_x": "%s", "train_y": "%s", "test_x": "%s", "test_y": "%s", "../x": "%s"}' % ((b"0" * 64,) * 5),
+     "expected an object of"),
+    (b'{"train_x": "../../x", "train_y": "%s", "test_x": "%s", "test_y": "%s"}' % ((b"0" * 64,) * 3),
+     "train_x: '../../x' is not a sha256"),
+    (b'{"train_x": "%s", "train_y": "%s", "test_x": "%s", "test_y": 7}' % ((b"0" * 64,) * 3),
+     "test_y: 7 is not a sha256"),
+    (b'{"train_x": "%s", "train_y": "%s", "test_x": "%s", "test_y": "%s"}' % ((b"A" * 64,) * 3 + (b"a" * 10_000,)),
+     "train_x: 'AAAA.* is not a sha256"),
+])
+def test_a_hostile_prepared_arrays_manifest_is_a_one_line_error(tmp_path, monkeypatch, manifest, message):
+    rng = np.random.RandomState(0)
+    arrays = {"train_x": rng.randint(0, 256, (4, 28, 28)).astype(np.uint8), "train_y": np.arange(4, dtype=np.uint8),
+              "test_x": rng.randint(0, 256, (2, 28, 28)).astype(np.uint8), "test_y": np.arange(2, dtype=np.uint8)}
+    spec = data.DatasetSpec("tiny", 4, {"version": 1}, build=lambda: arrays)
+    monkeypatch.setitem(data.DATASETS, "tiny", spec)
+    monkeypatch.setenv("TRANSFER_SWEEP_CACHE", str(tmp_path / "cache"))
+    store = open_store(str(tmp_path / "store"))
+    data.clear_memo()
+    try:
+        data.prepared_arrays("tiny", store)  # commits it
+        prefix = f"datasets/tiny/{spec.content_hash()}"
+        store.write_bytes(f"{prefix}/manifest.json", manifest)
+        data.clear_memo()
+        monkeypatch.setenv("TRANSFER_SWEEP_CACHE", str(tmp_path / "fresh-cache"))  # a fresh worker reads the store
+        with pytest.raises(ValueError, match=rf"{prefix}/manifest\.json: {message}") as excinfo:
+            data.prepared_arrays("tiny", store)
+        _assert_one_line(excinfo)
+        assert not (tmp_path / "fresh-cache").exists()  # nothing cached from a manifest that failed
+    finally:
+        data.clear_memo()
 
 
 # --- the Ray path --------------------------------------------------------------------------------

@@ -184,3 +184,97 @@ def test_report_text_and_figure_axes_use_the_derived_label(tmp_path, monkeypatch
                                                                                      "top1_paper")
     assert labels == [["top-1 at the last evaluation"] * 2,
                       ["relative drop 1 − acc/base of own target\n(top-1 accuracy, mean of the 5 best evals)"]]
+
+
+# --- files: written atomically, symlinks replaced and never followed, stale figures removed ----------
+def test_a_symlinked_report_md_is_replaced_and_its_target_left_alone(tmp_path):
+    outside = tmp_path / "dotfile"
+    outside.write_text("precious\n")
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    (rep / "report.md").symlink_to(outside)
+    (rep / "transfer.png").symlink_to(tmp_path / "nowhere.png")  # dangling: replaced, not created there
+    out = write_report(small_sweep(), rep, title="Small sweep")
+    assert outside.read_text() == "precious\n" and not (tmp_path / "nowhere.png").exists()
+    for name in ("report.md", "transfer.png"):
+        assert not (rep / name).is_symlink() and (rep / name).is_file()
+    assert (rep / "report.md").read_text().startswith("# Small sweep\n")
+    assert [p.split("/")[-1] for p in out["files"]] == ["transfer.png", "distance.png", "report.md"]
+    assert sorted(p.name for p in rep.iterdir()) == ["distance.png", "report.md", "transfer.png"]  # no temp
+
+
+def test_figures_of_an_earlier_report_are_removed_and_nothing_else(tmp_path):
+    write_report(small_sweep(), tmp_path)
+    assert (tmp_path / "distance.png").is_file()
+    (tmp_path / "notes.md").write_text("mine")
+    (tmp_path / "distance-notes.png").write_bytes(b"mine too")
+    df = small_sweep()
+    no_natman = df[df.treatment.isin(["base", "selffer"]) & df.split.str.startswith("random")]
+    assert not (no_natman.split == "natman").any()
+    out = write_report(no_natman, tmp_path)
+    assert [p.split("/")[-1] for p in out["files"]] == ["transfer.png", "report.md"]
+    assert not (tmp_path / "distance.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["distance-notes.png", "notes.md", "report.md",
+                                                          "transfer.png"]
+    # per-dataset figures of an earlier two-dataset report go too; a stale figure that is a symlink
+    # is removed as a link, its target kept
+    both = pd.concat([paper_results(dataset="fashion-animals").query("split != 'natman'"),
+                      paper_results(dataset="imagenet").query("treatment in ['base', 'selffer']")])
+    write_report(both, tmp_path)
+    (tmp_path / "distance-fashion-animals.png").unlink()
+    (tmp_path / "distance-fashion-animals.png").symlink_to(tmp_path / "notes.md")
+    write_report(no_natman, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["distance-notes.png", "notes.md", "report.md",
+                                                          "transfer.png"]
+    assert (tmp_path / "notes.md").read_text() == "mine"
+
+
+def _recorded_sweep(tmp_path):
+    from orchestrator.spec import parse_spec
+    from orchestrator.spec_source import record_spec
+    from sweepcore.store import open_store
+
+    spec = parse_spec({"name": "src", "dataset": "fashion-animals", "splits": ["random:0"],
+                       "treatments": ["base"], "train": {"epochs": 1}, "store": str(tmp_path / "store")})
+    record_spec(spec, open_store(spec.store))
+    return spec
+
+
+def test_report_out_that_is_a_symlink_is_refused_in_one_line(tmp_path, capsys):
+    from orchestrator.cli import main
+    from orchestrator.errors import UsageError
+
+    spec = _recorded_sweep(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "out").symlink_to(elsewhere)
+    code = main(["report", "src", "--store", spec.store, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "is a symbolic link" in err and str(tmp_path / "out") in err
+    assert list(elsewhere.iterdir()) == []
+    with pytest.raises(UsageError, match="symbolic link"):
+        write_report(small_sweep(), tmp_path / "out")
+    assert list(elsewhere.iterdir()) == []
+    # the default folder in the store may not lead out of the store through a linked component
+    (tmp_path / "store" / "sweeps" / "src" / "report").symlink_to(elsewhere, target_is_directory=True)
+    assert main(["report", "src", "--store", spec.store]) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and list(elsewhere.iterdir()) == []
+
+
+def test_report_writes_its_tables_atomically_and_drops_stale_curves(tmp_path, capsys):
+    from orchestrator.cli import main
+
+    spec = _recorded_sweep(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    outside = tmp_path / "outside.parquet"
+    outside.write_bytes(b"keep")
+    (out / "results.parquet").symlink_to(outside)
+    (out / "base_curves.parquet").write_bytes(b"an earlier report's curves")
+    assert main(["report", "src", "--store", spec.store, "--out", str(out)]) == 0, capsys.readouterr().err
+    assert outside.read_bytes() == b"keep" and not (out / "results.parquet").is_symlink()
+    assert pd.read_parquet(out / "results.parquet").empty
+    assert sorted(p.name for p in out.iterdir()) == ["report.md", "results.parquet"]
+    # the default folder, inside the store, is fine
+    assert main(["report", "src", "--store", spec.store]) == 0, capsys.readouterr().err
+    assert (tmp_path / "store" / "sweeps" / "src" / "report" / "report.md").is_file()

@@ -71,3 +71,12 @@ def test_no_eta_when_nothing_is_running(sweep, capsys):
     assert (f"ETA none: nothing is running (`transfer-sweep resume st --store {spec.store}` finishes it)"
             in " ".join(out.split()))
     assert "interrupted base" in out and "min" not in out.split("ETA", 1)[1].splitlines()[0]
+
+
+def test_stored_text_is_printed_literally_never_as_markup(sweep, capsys):
+    spec, plan, store = sweep
+    hostile = "ValueError: [/x] [link=https://evil.example]click[/link] [bold red]"
+    records.record_failure(store, plan.trials[1].key, hostile, "", "node [/y]")
+    assert print_status(spec, plan, store, Console(width=300, force_terminal=False)) == 1
+    out = capsys.readouterr().out
+    assert hostile in out and "log: node [/y]" in out

@@ -32,7 +32,7 @@ CONTRACT_COLUMNS = [
     ("treatment", "string"), ("seed", "int64"), ("base_key", "string"), ("top1_final", "double"),
     ("top1_paper", "double"), ("steps", "int64"), ("wall_seconds", "double"), ("status", "string"),
     ("error", "string"), ("protocol", "int64"), ("finished_at", "timestamp[us, tz=UTC]"),
-    ("settings_json", "string"), ("weights_sha256", "string"),
+    ("settings_json", "string"), ("weights_sha256", "string"), ("data_version", "string"),
 ]
 
 
@@ -42,7 +42,7 @@ def make_row(key: str, n: int = 3, **changes) -> dict:
            "treatment": "transfer", "seed": 0, "base_key": "b" * 16, "top1_final": 0.8125,
            "top1_paper": 0.80078125, "steps": 500, "wall_seconds": 12.5, "status": "ok",
            "error": None, "protocol": 1, "finished_at": WHEN, "settings_json": '{"n": %s}' % n,
-           "weights_sha256": None}
+           "weights_sha256": None, "data_version": None}
     row.update(changes)
     return row
 
@@ -555,3 +555,37 @@ def test_s3_open_accepts_a_server_that_honours_if_none_match(stub_s3):
     assert store.commit_bytes("results/x.bin", b"two") is False
     open_store("s3://bucket/prefix", endpoint=stub_s3.endpoint)  # cached: no second probe
     assert len(stub_s3.puts) == 4
+
+
+def test_local_store_never_follows_a_symlink_out_of_its_folder(tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "dotfile"
+    secret.write_bytes(b"precious")
+    (tmp_path / "store" / "results").mkdir()
+    (tmp_path / "store" / "results" / "x.bin").symlink_to(secret)     # a file link leading out
+    (tmp_path / "store" / "linked").symlink_to(outside, target_is_directory=True)  # a folder link
+    attempts = [("read", lambda p: store.read_bytes(p)), ("write", lambda p: store.write_bytes(p, b"evil")),
+                ("commit", lambda p: store.commit_bytes(p, b"evil")), ("delete", store.delete),
+                ("read", store.exists), ("read", store.local_path)]
+    for path in ("results/x.bin", "linked/dotfile", "linked/new.bin"):
+        for op, call in attempts:
+            with pytest.raises(StoreError) as info:
+                call(path)
+            message = str(info.value)
+            assert "\n" not in message and f"refusing to {op} " in message and "outside" in message
+            assert str(tmp_path / "store" / path) in message
+    with pytest.raises(StoreError, match="refusing to list"):
+        store.list("linked")
+    assert secret.read_bytes() == b"precious" and sorted(p.name for p in outside.iterdir()) == ["dotfile"]
+    assert (tmp_path / "store" / "results" / "x.bin").is_symlink()
+    assert store.list("") == ["results/x.bin"]  # the walk does not enter the linked folder
+    # links that stay inside the store work as before
+    store.write_bytes("data/real.bin", b"inside")
+    (tmp_path / "store" / "alias").symlink_to(tmp_path / "store" / "data", target_is_directory=True)
+    (tmp_path / "store" / "data" / "same.bin").symlink_to(tmp_path / "store" / "data" / "real.bin")
+    assert store.read_bytes("alias/real.bin") == b"inside" and store.read_bytes("data/same.bin") == b"inside"
+    assert store.list("alias") == ["alias/real.bin", "alias/same.bin"]
+    store.write_bytes("alias/new.bin", b"new")
+    assert (tmp_path / "store" / "data" / "new.bin").read_bytes() == b"new"

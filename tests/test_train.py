@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 from plan_helpers import planned_settings
 
@@ -51,7 +52,7 @@ def _weights_path(store, key):
 
 
 def _state(store, key):
-    return torch.load(io.BytesIO(store.read_bytes(_weights_path(store, key))), weights_only=True)
+    return safetensors.torch.load(store.read_bytes(_weights_path(store, key)))
 
 
 def _sha256(data):
@@ -127,7 +128,7 @@ def test_base_row_names_the_sha256_of_the_weights_file_it_names(tmp_path):
     assert records.read_result(store, key)["weights_sha256"] == sha
     assert records.read_results(store).column("weights_sha256").to_pylist() == [sha]
     path = layout.base_weights_path(key, sha)
-    assert path == f"bases/{key}/model-{sha}.pt"
+    assert path == f"bases/{key}/model-{sha}.safetensors"
     assert store.list(layout.base_weights_prefix(key)) == [path]
     assert _sha256(store.read_bytes(path)) == sha
     assert _same_state(trial.load_base_weights(store, key), _state(store, key))
@@ -230,7 +231,7 @@ def test_rerun_base_with_other_weights_names_its_own_and_dependents_load_them(tm
     assert _sha256(b_bytes) == row["weights_sha256"] != _sha256(a_bytes)
     assert records.read_result(store, key)["weights_sha256"] == row["weights_sha256"]
     assert store.list(layout.base_weights_prefix(key)) == [b_path]  # A's orphan is dropped once B's row is in
-    b_state = torch.load(io.BytesIO(b_bytes), weights_only=True)
+    b_state = safetensors.torch.load(b_bytes)
     assert _same_state(b_state, trained[0].state_dict)
 
     loaded = []
@@ -248,12 +249,11 @@ def test_dependent_refuses_weights_whose_bytes_differ_from_the_rows_sha256(tmp_p
     store, key = _store(tmp_path), SETTINGS.key
     trial.run_trial(SETTINGS, store)
     path, state = _weights_path(store, key), _state(store, key)
-    other = io.BytesIO()
-    torch.save({**state, "fc8.bias": state["fc8.bias"] + 1.0}, other)  # valid weights, but not the row's
-    store.write_bytes(path, other.getvalue())
+    other = safetensors.torch.save({**state, "fc8.bias": state["fc8.bias"] + 1.0})  # valid, but not the row's
+    store.write_bytes(path, other)
     transfer = planned_settings("AnB n=3 random:0 s0", dataset="tiny-test", train=TRAIN)
     with pytest.raises(ValueError, match=f"base weights {path} in store .* hash to sha256 "
-                                         f"{_sha256(other.getvalue())}, not the {path[-67:-3]} that "
+                                         f"{_sha256(other)}, not the {path[-76:-12]} that "
                                          f"results/{key}.parquet names"):
         trial.run_trial(transfer, store)
     assert records.read_result(store, transfer.key) is None

@@ -22,9 +22,10 @@ from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 
-from sweepcore.layout import dataset_prefix
+from sweepcore.layout import check_sha256, dataset_prefix, shown
 from sweepcore.store import Store
 from sweepcore.vocabulary import DATASETS as DATASET_INFO
+from sweepcore.vocabulary import FASHION_ANIMALS_RECIPE, recipe_hash
 from workers.cache import cache_dir, publish_local
 from workers.fashion_animals import build_fashion_animals
 from workers.imagenet.load import load_imagenet_half
@@ -45,12 +46,11 @@ class DatasetSpec:
     num_classes: int
     recipe: dict
     build: Callable[[], dict[str, np.ndarray]] | None = None  # None: no in-memory loader yet
-    loader: Callable[[str, str, Any], Any] | None = None  # (split, half, store) -> HalfLoader of its own
+    loader: Callable[..., Any] | None = None  # (split, half, store, version) -> HalfLoader of its own
 
     def content_hash(self) -> str:
         """Hash of the recipe: same recipe, same prepared arrays, same store path."""
-        text = json.dumps({"name": self.name, **self.recipe}, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return recipe_hash(self.name, self.recipe)
 
 
 DATASETS: dict[str, DatasetSpec] = {}
@@ -63,12 +63,7 @@ def register_dataset(spec: DatasetSpec) -> None:
 
 register_dataset(DatasetSpec(
     name="fashion-animals", num_classes=DATASET_INFO["fashion-animals"].num_classes, build=build_fashion_animals,
-    recipe={"version": 1, "sources": ["Fashion-MNIST idx (Zalando, 60k+10k)", "animal-mnist==0.4 version_3"],
-            "rule": "fashion 0..9 then animals 10..19; 800 train + 200 test per class; fashion: first 800 "
-                    "of the train file + first 200 of t10k per class; animals: first 800 / last 200",
-            # sha256 (16 hex) of each array's raw bytes: pins the content, so the hash names it
-            "content": {"train_x": "8eb4b92939aad97f", "train_y": "b856f3a1733fdb20",
-                        "test_x": "d52912622aeb5e3d", "test_y": "8a7a104d8e9f0ffb"}}))
+    recipe=dict(FASHION_ANIMALS_RECIPE)))
 
 
 # ImageNet halves come from shards prepared in the store (workers/imagenet/).
@@ -112,9 +107,27 @@ def _manifest(arrays: dict[str, np.ndarray]) -> bytes:
     return json.dumps({n: _array_digest(arrays[n]) for n in ARRAY_NAMES}, sort_keys=True).encode()
 
 
+def _check_manifest(manifest: bytes, where: str) -> dict[str, str]:
+    """The manifest as {array name: digest}: exactly ARRAY_NAMES, each a sha256 (64 lowercase hex).
+    It is read back from the store or the cache, so it is untrusted; a bad one is a one-line ValueError."""
+    try:
+        expected = json.loads(manifest)
+    except ValueError as exc:  # not UTF-8, not JSON
+        raise ValueError(f"{where}/{MANIFEST}: not a JSON manifest ({type(exc).__name__})") from None
+    if not isinstance(expected, dict) or set(expected) != set(ARRAY_NAMES):
+        found = sorted(map(str, expected))[:8] if isinstance(expected, dict) else type(expected).__name__
+        raise ValueError(f"{where}/{MANIFEST}: expected an object of {list(ARRAY_NAMES)}, found {shown(found)}")
+    for n in ARRAY_NAMES:
+        try:
+            check_sha256(expected[n])
+        except ValueError as exc:
+            raise ValueError(f"{where}/{MANIFEST}: {n}: {exc}") from None
+    return expected
+
+
 def _decode(blobs: dict[str, bytes], manifest: bytes, where: str) -> dict[str, np.ndarray]:
-    """Arrays from .npy bytes, each checked against the manifest."""
-    expected = json.loads(manifest)
+    """Arrays from .npy bytes, each checked against the (checked) manifest."""
+    expected = _check_manifest(manifest, where)
     arrays = {n: np.load(io.BytesIO(blobs[n]), allow_pickle=False) for n in ARRAY_NAMES}
     for n in ARRAY_NAMES:
         if _array_digest(arrays[n]) != expected.get(n):
@@ -135,10 +148,14 @@ def _write_local(folder: Path, blobs: dict[str, bytes], manifest: bytes) -> None
         publish_local(folder / name, data)
 
 
-def _read_store(store, prefix: str) -> dict[str, bytes] | None:
+def _read_store(store, prefix: str) -> tuple[dict[str, bytes], bytes] | None:
+    """(array blobs, manifest) of a committed prepared dataset, None if not committed. The manifest is
+    checked before any array is read: it is untrusted (a shared bucket has other writers)."""
     if not store.exists(f"{prefix}/{MANIFEST}"):  # the manifest is committed last: it marks completeness
         return None
-    return {n: store.read_bytes(f"{prefix}/{n}.npy") for n in ARRAY_NAMES}
+    manifest = store.read_bytes(f"{prefix}/{MANIFEST}")
+    _check_manifest(manifest, store.uri(prefix))
+    return {n: store.read_bytes(f"{prefix}/{n}.npy") for n in ARRAY_NAMES}, manifest
 
 
 def _check_content(spec: DatasetSpec, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -146,8 +163,8 @@ def _check_content(spec: DatasetSpec, arrays: dict[str, np.ndarray]) -> dict[str
     for n, expected in spec.recipe.get("content", {}).items():
         found = hashlib.sha256(np.ascontiguousarray(arrays[n]).tobytes()).hexdigest()[:16]
         if found != expected:
-            raise ValueError(f"dataset {spec.name!r}: built {n} has sha256 {found}, expected {expected}: "
-                             f"the source files differ from the pinned versions")
+            raise ValueError(f"dataset {spec.name!r}: prepared {n} has sha256 {found}, expected {expected}: "
+                             f"its sources or its stored copy differ from the pinned content")
     return arrays
 
 
@@ -164,12 +181,14 @@ def prepared_arrays(name: str, store=None) -> dict[str, np.ndarray]:
         return _ARRAY_MEMO[(name, digest)]
     local = cache_dir() / "datasets" / name / digest
     arrays = _read_local(local)
+    if arrays is not None:
+        arrays = _check_content(spec, arrays)  # a cache is a place other processes write too
     if arrays is None:
         prefix = dataset_prefix(name, digest)
-        blobs = _read_store(store, prefix) if store is not None else None
-        if blobs is not None:
-            manifest = store.read_bytes(f"{prefix}/{MANIFEST}")
-            arrays = _decode(blobs, manifest, store.uri(prefix))
+        committed = _read_store(store, prefix) if store is not None else None
+        if committed is not None:
+            blobs, manifest = committed
+            arrays = _check_content(spec, _decode(blobs, manifest, store.uri(prefix)))  # a store has other writers
         else:
             if spec.build is None:
                 raise NotImplementedError(f"dataset {name!r} has no in-memory loader yet")
@@ -290,11 +309,15 @@ def half_from_arrays(arrays: dict[str, np.ndarray], classes: list[int]) -> Tenso
         mean=train_x.float().mean(dim=0), classes=list(classes))
 
 
-def load_half(dataset: str, split: str, half: str, store=None) -> TensorHalf:
-    """The loader for one half of a dataset split (memoised per process)."""
+def load_half(dataset: str, split: str, half: str, store=None, version: str | None = None) -> HalfLoader:
+    """The loader for one half of a dataset split (memoised per process). `version`: the content hash
+    the trial's settings name; a worker refuses to train on any other version of the data."""
     spec = dataset_spec(dataset)
     if spec.loader is not None:  # a dataset with its own loader (ImageNet shards) memoises itself
-        return spec.loader(split, half, store)
+        return spec.loader(split, half, store, version)
+    if version is not None and version != spec.content_hash():
+        raise ValueError(f"the trial reads {dataset} version {version}, but this worker's code prepares version "
+                         f"{spec.content_hash()}: plan the sweep with the code the workers run")
     memo_key = (dataset, spec.content_hash(), split, half)
     if memo_key not in _HALF_MEMO:
         classes = half_classes(split, spec.num_classes, half)

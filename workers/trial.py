@@ -5,8 +5,9 @@ Idempotent and resumable: a committed result is returned without training; an in
 training resumes from its newest valid checkpoint. Order of commits: base weights, curve, result
 (dependents wait for the result, so the base weights are always there when it appears).
 
-Base weights are content-addressed: each attempt commits its own bytes to
-bases/<key>/model-<sha256>.pt and the result row names that sha256 (column weights_sha256). Two
+Base weights are content-addressed safetensors (tensors only: loading them runs no code, whatever
+the store hands back): each attempt commits its own bytes to bases/<key>/model-<sha256>.safetensors
+and the result row names that sha256 (column weights_sha256). Two
 attempts need not train bitwise-equal weights (on a GPU they do not), so an attempt that committed
 weights and died before its row must not decide what the row's dependents load: they read the file
 the committed row names and check its sha256 before unpickling it.
@@ -17,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import sys
 from datetime import datetime, timezone
 from typing import Callable
 
+import safetensors.torch
 import torch
 
 from sweepcore import layout, records
@@ -67,14 +68,16 @@ def load_base_weights(store: st.Store, base_key: str) -> dict:
     if actual != sha:
         raise ValueError(f"base weights {path} in store {store.root} hash to sha256 {actual}, not the "
                          f"{sha} that {row_path} names: refusing to load them")
-    return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    try:
+        return safetensors.torch.load(blob)
+    except Exception as exc:  # noqa: BLE001 (the format's own errors have no common base)
+        raise ValueError(f"base weights {path} in store {store.root} are not readable safetensors: "
+                         f"{' '.join(str(exc).split())[:200]}") from None
 
 
 def _commit_base_weights(store: st.Store, key: str, state_dict: dict) -> str:
     """Commit this attempt's final weights of base `key` under their sha256; returns the sha256."""
-    buffer = io.BytesIO()
-    torch.save(state_dict, buffer)
-    blob = buffer.getvalue()
+    blob = safetensors.torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()})
     sha = sha256_hex(blob)
     # create-only; False means an earlier attempt trained the very same bytes (same name, same hash)
     store.commit_bytes(layout.base_weights_path(key, sha), blob)
@@ -119,7 +122,7 @@ def result_row(settings: TrialSettings, outcome: TrainOutcome, weights_sha256: s
         "wall_seconds": float(outcome.wall_seconds), "status": "ok", "error": None,
         "protocol": settings.protocol, "finished_at": datetime.now(timezone.utc),
         "settings_json": json.dumps(settings.to_dict(), sort_keys=True),
-        "weights_sha256": weights_sha256,
+        "weights_sha256": weights_sha256, "data_version": settings.data,
     }
 
 
@@ -135,7 +138,7 @@ def run_trial(settings: TrialSettings, store: st.Store, report: Callable[[dict],
         return existing
     _check_treatment(settings)
     torch.set_num_threads(settings.runtime.threads)
-    data = load_half(settings.dataset, settings.split, settings.target_half, store)
+    data = load_half(settings.dataset, settings.split, settings.target_half, store, settings.data)
     base = load_base_weights(store, settings.base_key) if settings.base_key else None
     model = build_model(settings.model, torch.Generator().manual_seed(derive_seed(settings.seed, key, "build")))
     transplant(model, base, settings.n, settings.frozen,

@@ -3,10 +3,17 @@
 Writes go to a dot-named temporary file in the target's folder, then `os.replace` (write) or
 `os.link` (create-only commit: fails if the target exists). Dot-named files are ignored by
 pyarrow/pandas dataset reads, so a crashed writer never shows up.
+
+Nothing leaves the store's folder through a symlink: every read, write, commit, list, delete (and
+local_path) first resolves the path's folder with os.path.realpath, and the path itself when it is a
+symlink; a path whose resolved location lies outside the resolved store folder is refused with a
+StoreError naming it. Links that stay inside the folder work as before. `list` walks without
+following symlinked folders; a listed symlink that leads outside is refused when it is read.
 """
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import uuid
 from typing import Any
@@ -26,6 +33,21 @@ class LocalStore(Store):
     def _full(self, path: str, allow_empty: bool = False) -> str:
         clean = clean_path(path, allow_empty)
         return os.path.join(self.directory, *clean.split("/")) if clean else self.directory
+
+    def _checked(self, path: str, op: str, allow_empty: bool = False) -> str:
+        """_full(path), after making sure that, symlinks resolved, it lies inside the store's folder:
+        one realpath of its folder (and one of the path itself when it is a symlink)."""
+        full = self._full(path, allow_empty)
+        if full == self.directory:
+            return full
+        root = _real_root(self.directory)
+        where = os.path.join(os.path.realpath(os.path.dirname(full)), os.path.basename(full))
+        if os.path.islink(where):
+            where = os.path.realpath(where)
+        if not (where == root or where.startswith(root.rstrip(os.sep) + os.sep)):
+            raise StoreError(f"local store: refusing to {op} {full}: it leads outside the store folder "
+                             f"{self.directory} (to {where}) through a symbolic link")
+        return full
 
     def _transient(self, exc: BaseException) -> bool:
         return isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.EAGAIN, errno.EBUSY,
@@ -48,7 +70,7 @@ class LocalStore(Store):
         return tmp
 
     def read_bytes(self, path: str) -> bytes:
-        full = self._full(path)
+        full = self._checked(path, "read")
 
         def read() -> bytes:
             with open(full, "rb") as f:
@@ -56,10 +78,10 @@ class LocalStore(Store):
         return self._call("read", path, read)
 
     def exists(self, path: str) -> bool:
-        return os.path.isfile(self._full(path))
+        return os.path.isfile(self._checked(path, "read"))
 
     def write_bytes(self, path: str, data: bytes) -> None:
-        full, data = self._full(path), bytes(data)
+        full, data = self._checked(path, "write"), bytes(data)
         refuse_secrets(path, data)
 
         def write() -> None:
@@ -72,7 +94,7 @@ class LocalStore(Store):
         self._call("write", path, write)
 
     def commit_bytes(self, path: str, data: bytes) -> bool:
-        full, data = self._full(path), bytes(data)
+        full, data = self._checked(path, "commit"), bytes(data)
         refuse_secrets(path, data)
 
         def commit() -> bool:
@@ -87,9 +109,9 @@ class LocalStore(Store):
         return self._call("commit", path, commit)
 
     def list(self, prefix: str) -> list[str]:
-        base = self._full(prefix, allow_empty=True)
+        base = self._checked(prefix, "list", allow_empty=True)
         found = []
-        for folder, _, files in os.walk(base):
+        for folder, _, files in os.walk(base):  # symlinked folders are not followed
             for name in files:
                 if not name.startswith(TMP_PREFIX):
                     rel = os.path.relpath(os.path.join(folder, name), self.directory)
@@ -97,17 +119,24 @@ class LocalStore(Store):
         return sorted(found)
 
     def delete(self, path: str) -> None:
-        _unlink_quietly(self._full(path))
+        _unlink_quietly(self._checked(path, "delete"))
 
     def uri(self, path: str = "") -> str:
         return self._full(path, allow_empty=True)
 
     def local_path(self, path: str = "") -> str | None:
-        return self._full(path, allow_empty=True)
+        return self._checked(path, "read", allow_empty=True)
 
     def filesystem(self, path: str = "") -> tuple[Any, str]:
-        import pyarrow.fs as pafs
+        import pyarrow.fs as pafs  # noqa: PLC0415 (Arrow only where a file system is asked for)
         return pafs.LocalFileSystem(), self.uri(path)
+
+
+@functools.lru_cache(maxsize=64)
+def _real_root(directory: str) -> str:
+    """The store folder, symlinks resolved: once per process and folder (never pickled: another machine
+    may mount the same folder through other links)."""
+    return os.path.realpath(directory)
 
 
 def _unlink_quietly(full: str) -> None:

@@ -8,10 +8,12 @@ This module holds what both sides agree on: names, sizes and the recipe the shar
 """
 from __future__ import annotations
 
+from sweepcore.layout import data_pointer_path
+
 NAME = "imagenet"
 IMAGE_SIZE, CROP = 256, 227
 CENTRE = (IMAGE_SIZE - CROP) // 2  # Caffe's test-time offset: 14
-POINTER = f"datasets/{NAME}/LATEST"  # the prepared version trials read
+POINTER = data_pointer_path(NAME)  # the prepared version new sweeps read
 MANIFEST = "manifest.json"
 # What the shard bytes depend on. Bump the version when the decoding or the layout changes.
 RECIPE = {"version": 1, "size": IMAGE_SIZE, "warp": "Pillow draft(RGB, 256) + convert RGB + "

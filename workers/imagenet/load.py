@@ -18,36 +18,134 @@ from typing import Iterator
 
 import numpy as np
 
-from sweepcore.layout import dataset_prefix
+from sweepcore.layout import check_hash, check_relative_name, check_sha256, dataset_prefix, inside, shown
 from workers.cache import cache_dir, publish_local
 from workers.imagenet import CENTRE, CROP, IMAGE_SIZE, MANIFEST, NAME, POINTER
 from workers.splits import half_classes
 
 _GATHER_THREADS = 8  # parallel page faults when a batch comes from cold memory-mapped shards
+# Bounds on what a manifest read back from the store may say (it is untrusted: a shared bucket has other writers)
+MAX_CLASSES = 100_000
+MAX_SHARDS = 1_000_000  # per split
+MAX_COUNT = 1_000_000_000  # images per class
 
 
 def resolve_digest(store) -> str:
-    """The prepared version trials read: the hash in datasets/imagenet/LATEST."""
+    """The prepared version trials read: the hash in datasets/imagenet/LATEST (checked: 16-64 hex)."""
     try:
-        return store.read_bytes(POINTER).decode().strip()
+        raw = store.read_bytes(POINTER)
     except FileNotFoundError:
         raise FileNotFoundError(f"ImageNet is not prepared in store {store.uri()}: run `transfer-sweep data "
                                 f"prepare imagenet --src DIR --store {store.uri()}` first") from None
+    try:
+        return check_hash(raw.decode("utf-8", "replace").strip())
+    except ValueError as exc:
+        raise ValueError(f"{store.uri(POINTER)}: {exc}") from None
+
+
+def _digest(store, digest: object) -> str:
+    try:
+        return check_hash(digest)
+    except ValueError as exc:
+        raise ValueError(f"{store.uri(f'datasets/{NAME}')}: version {exc}") from None
+
+
+class _Bad(ValueError):
+    """A manifest field that is not what the loader expects; str() is 'field: problem'."""
 
 
 def read_manifest(store, digest: str) -> dict:
-    """The committed manifest of a prepared version."""
-    return json.loads(store.read_bytes(f"{dataset_prefix(NAME, digest)}/{MANIFEST}"))
+    """The committed manifest of a prepared version, its structure checked once (types, bounds, names,
+    sha256s): a manifest that passes names only files below its version's folder."""
+    path = f"{dataset_prefix(NAME, _digest(store, digest))}/{MANIFEST}"
+    where = store.uri(path)
+    try:
+        manifest = json.loads(store.read_bytes(path))
+    except ValueError as exc:  # not UTF-8, not JSON
+        raise ValueError(f"{where}: not a JSON manifest ({type(exc).__name__})") from None
+    try:
+        _check_manifest(manifest, digest)
+    except _Bad as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    return manifest
+
+
+def _field(check, value: object, field: str):
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise _Bad(f"{field}: {exc}") from None
+
+
+def _int(value: object, field: str, low: int, high: int) -> int:
+    if type(value) is not int or not low <= value <= high:  # bool is not a count
+        raise _Bad(f"{field}: {shown(value)} is not an integer in [{low}, {high}]")
+    return value
+
+
+def _dict(value: object, field: str) -> dict:
+    if not isinstance(value, dict):
+        raise _Bad(f"{field}: expected an object, found {type(value).__name__}")
+    return value
+
+
+def _list(value: object, field: str, longest: int) -> list:
+    if not isinstance(value, list) or len(value) > longest:
+        raise _Bad(f"{field}: expected a list of at most {longest} items, found {shown(value, 40)}")
+    return value
+
+
+def _check_manifest(manifest: object, digest: str) -> None:
+    """Raise _Bad ('field: problem') unless `manifest` is a prepared ImageNet manifest the loader can
+    follow: every file name a safe relative name, every sha256 64 hex, every count and class bounded."""
+    m = _dict(manifest, "manifest")
+    if "hash" in m and m["hash"] != digest:
+        raise _Bad(f"hash: {shown(m['hash'])} is not this version's {digest}")
+    k = _int(m.get("num_classes"), "num_classes", 1, MAX_CLASSES)
+    for name in ("class_sums", "mean"):
+        _field(check_relative_name, m.get(name), name)
+    sums = _dict(m.get("sha256"), "sha256")
+    for name in ("class_sums", "mean"):
+        _field(check_sha256, sums.get(name), f"sha256.{name}")
+    counts = _dict(m.get("class_counts"), "class_counts")
+    train_counts = _list(counts.get("train"), "class_counts.train", k)
+    if len(train_counts) != k:
+        raise _Bad(f"class_counts.train: {len(train_counts)} counts for {k} classes")
+    for c, n in enumerate(train_counts):
+        _int(n, f"class_counts.train[{c}]", 0, MAX_COUNT)
+    shards = _dict(m.get("shards"), "shards")
+    for split in ("train", "val"):
+        for i, entry in enumerate(_list(shards.get(split), f"shards.{split}", MAX_SHARDS)):
+            at = f"shards.{split}[{i}]"
+            entry = _dict(entry, at)
+            for name in ("images", "labels"):
+                _field(check_relative_name, entry.get(name), f"{at}.{name}")
+            hashes = _dict(entry.get("sha256"), f"{at}.sha256")
+            for name in ("images", "labels"):
+                _field(check_sha256, hashes.get(name), f"{at}.sha256.{name}")
+            for j, c in enumerate(_list(entry.get("classes"), f"{at}.classes", k)):
+                _int(c, f"{at}.classes[{j}]", 0, k - 1)
 
 
 def local_file(store, digest: str, rel: str, sha256: str | None) -> str:
     """A local path to a prepared file: the store's own file when it is a folder, else a cached copy
-    (downloaded once, checked against its sha256, published atomically)."""
-    path = f"{dataset_prefix(NAME, digest)}/{rel}"
+    (downloaded once, checked against its sha256, published atomically). `rel` must be a safe relative
+    name, and the cached copy lands below this version's cache folder or nowhere."""
+    prefix = dataset_prefix(NAME, _digest(store, digest))
+    try:
+        check_relative_name(rel)
+        if sha256 is not None:
+            check_sha256(sha256)
+    except ValueError as exc:
+        raise ValueError(f"{store.uri(prefix)}: {exc}") from None
+    path = f"{prefix}/{rel}"
     in_place = store.local_path(path)
     if in_place is not None:
         return in_place
-    local = cache_dir() / "datasets" / NAME / digest / rel
+    try:
+        local = inside(cache_dir() / "datasets" / NAME / digest, rel)
+    except ValueError as exc:
+        raise ValueError(f"{store.uri(path)}: {exc}") from None
     if not local.is_file():
         data = store.read_bytes(path)
         if sha256 and hashlib.sha256(data).hexdigest() != sha256:
@@ -93,6 +191,24 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+def _labels(path: str, num_classes: int) -> np.ndarray:
+    """A shard's labels as int64, each a class index below num_classes (the file is as untrusted as
+    the manifest that vouched for it)."""
+    y = np.load(path)
+    if y.ndim != 1 or y.dtype.kind not in "iu" or (y.size and (y.min() < 0 or y.max() >= num_classes)):
+        raise ValueError(f"{path}: not a list of class indices below {num_classes} "
+                         f"({y.dtype} array of shape {y.shape})")
+    return y.astype(np.int64)
+
+
+def _array(path: str, shape: tuple, dtype: type) -> np.ndarray:
+    """The memory-mapped array at `path`, refused unless it has this shape and dtype."""
+    a = np.load(path, mmap_mode="r")
+    if a.shape != shape or a.dtype != dtype:
+        raise ValueError(f"{path}: {a.dtype} array of shape {a.shape}, expected {np.dtype(dtype)} {shape}")
+    return a
+
+
 def shard_set(store, digest: str, manifest: dict, split: str, classes: list[int]) -> ShardSet:
     """The images of `classes` in one split, from the shards that hold any of them."""
     lookup = np.full(manifest["num_classes"], -1, np.int64)
@@ -102,10 +218,10 @@ def shard_set(store, digest: str, manifest: dict, split: str, classes: list[int]
     for entry in manifest["shards"][split]:
         if not wanted & set(entry["classes"]):
             continue
-        y = np.load(local_file(store, digest, entry["labels"], entry["sha256"]["labels"])).astype(np.int64)
+        y = _labels(local_file(store, digest, entry["labels"], entry["sha256"]["labels"]), len(lookup))
         keep = np.flatnonzero(lookup[y] >= 0)
-        arrays.append(np.load(local_file(store, digest, entry["images"], entry["sha256"]["images"]),
-                              mmap_mode="r"))
+        arrays.append(_array(local_file(store, digest, entry["images"], entry["sha256"]["images"]),
+                             (len(y), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8))
         shard.append(np.full(len(keep), len(arrays) - 1, np.int32))
         row.append(keep)
         labels.append(lookup[y[keep]])
@@ -117,8 +233,8 @@ def shard_set(store, digest: str, manifest: dict, split: str, classes: list[int]
 
 def half_mean(store, digest: str, manifest: dict, classes: list[int]) -> np.ndarray:
     """Per-pixel mean (256x256x3 float32) of the half's training images, from the per-class sums."""
-    sums = np.load(local_file(store, digest, manifest["class_sums"], manifest["sha256"]["class_sums"]),
-                   mmap_mode="r")
+    sums = _array(local_file(store, digest, manifest["class_sums"], manifest["sha256"]["class_sums"]),
+                  (manifest["num_classes"], IMAGE_SIZE, IMAGE_SIZE, 3), np.uint32)
     total = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), np.float64)
     for c in classes:
         total += sums[c]
