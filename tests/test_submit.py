@@ -77,7 +77,8 @@ def test_decide_one_driver_per_sweep(tmp_path):
 def test_driver_entrypoint_resumes_from_the_store(tmp_path, monkeypatch):
     spec = _spec(tiny_spec(tmp_path, "entry"), "/data/my store").model_copy(update={"endpoint": "http://s3:8333"})
     monkeypatch.delenv(DRIVER_ENV, raising=False)
-    assert driver_entrypoint(spec) == "transfer-sweep resume entry --store '/data/my store' --endpoint http://s3:8333"
+    assert driver_entrypoint(spec) == ("transfer-sweep resume entry --store '/data/my store' --endpoint http://s3:8333 "
+                                       f"--spec-digest {spec_digest(spec)}")
     monkeypatch.setenv(DRIVER_ENV, "/venv/bin/python -m orchestrator.cli")
     assert driver_entrypoint(spec).startswith("/venv/bin/python -m orchestrator.cli resume entry ")
 
