@@ -1,11 +1,21 @@
-"""The CLI's live view of a sweep: one bar with done / failed / running / pending and an ETA."""
+"""The CLI's live view of a sweep: one bar with done / failed / running / pending and an ETA.
+
+Where the console is not a terminal (a Ray Job's driver log, CI, `| tee`), a bar draws nothing useful,
+so a summary line with the same counts, the throughput and the ETA is printed at a steady interval
+(TRANSFER_SWEEP_PROGRESS_SECONDS, default 30) besides the one line per event.
+"""
 from __future__ import annotations
 
+import os
+import threading
 import time
 from typing import Optional
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+PROGRESS_ENV = "TRANSFER_SWEEP_PROGRESS_SECONDS"
+PROGRESS_SECONDS = 30.0
 
 
 def make_bar(console: Console) -> Progress:
@@ -27,6 +37,27 @@ class SweepProgress:
         self.bar = make_bar(console)
         self.task = self.bar.add_task(name, total=total, completed=already_done, **self._fields())
         self.started_at = time.monotonic()
+        self.name, self.already_done = name, already_done
+        self._stop = threading.Event()
+        self._ticker: Optional[threading.Thread] = None
+        if not console.is_terminal:
+            every = float(os.environ.get(PROGRESS_ENV, "") or PROGRESS_SECONDS)
+            self._ticker = threading.Thread(target=self._tick, args=(every,), name="progress-lines", daemon=True)
+
+    def summary(self) -> str:
+        """'progress demo: done 5/23, running 2, failed 0, pending 16; 1.5 trials/min; ETA 12 min'."""
+        f = self._fields()
+        minutes = (time.monotonic() - self.started_at) / 60
+        trained = self.n_done - self.already_done
+        rate = trained / minutes if minutes > 0 else 0.0
+        left = f["running"] + f["pending"]
+        eta = f"ETA {left / rate:.1f} min" if rate > 0 else "ETA unknown (nothing finished yet)"
+        return (f"progress {self.name}: done {self.n_done}/{self.total}, running {f['running']}, failed "
+                f"{self.n_failed}, pending {f['pending']}; {rate:.1f} trials/min; {eta if left else 'ETA 0 min'}")
+
+    def _tick(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.console.print(self.summary(), markup=False, highlight=False)
 
     def _fields(self) -> dict:
         pending = self.total - self.n_done - self.n_failed - len(self.running)
@@ -37,10 +68,15 @@ class SweepProgress:
 
     def __enter__(self):
         self.bar.__enter__()
+        if self._ticker is not None:
+            self._ticker.start()
         return self
 
     def __exit__(self, *exc):
+        self._stop.set()
         self.bar.__exit__(*exc)
+        if self._ticker is not None:
+            self.console.print(self.summary(), markup=False, highlight=False)
 
     def started(self, name: str) -> None:
         self.running.add(name)

@@ -26,9 +26,13 @@ def test_sweep_commits_one_ok_row_per_trial_and_trains_each_base_once(ray_head, 
     assert len(plan) == 2 + 4 * 2 + 1 + 1  # bases A, B; 4 treatments x 2 layers; base all; random n=2
 
     proc = cli("run", str(spec_path), "--store", str(store_dir), "--address", ray_head.address,
-               env=env_with(ray_head))
+               env=env_with(ray_head, {"TRANSFER_SWEEP_PROGRESS_SECONDS": "2"}))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{len(plan)}/{len(plan)} committed" in proc.stderr
+    # no terminal (as in a Ray Job's log): steady summary lines, the last one with everything done
+    ticks = [line for line in proc.stderr.splitlines() if line.startswith("progress e2e: ")]
+    assert len(ticks) >= 2, proc.stderr
+    assert ticks[-1].startswith(f"progress e2e: done {len(plan)}/{len(plan)}, running 0, failed 0, pending 0; ")
 
     store = open_store(str(store_dir))
     table = read_results(store)
