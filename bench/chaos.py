@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import signal
 import subprocess
@@ -26,23 +25,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.plan import make_plan  # noqa: E402
+from bench.machine import cpu_name  # noqa: E402
+from orchestrator.plan import Plan, make_plan  # noqa: E402
 from orchestrator.spec import load_spec  # noqa: E402
-from sweepcore.records import read_attempts, read_heartbeat, read_results  # noqa: E402
+from orchestrator.status import TrialState, trial_states  # noqa: E402
+from sweepcore.records import read_attempts, read_results  # noqa: E402
 from sweepcore.store import open_store  # noqa: E402
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def run(store: Path, log: Path, kill_every: float | None, keys: list[str]) -> tuple[int, float, int]:
+def run(store: Path, log: Path, kill_every: float | None, plan: Plan) -> tuple[int, float, int]:
     """(exit code, wall seconds, kills) of one `transfer-sweep run` of the demo."""
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
     started = time.monotonic()
@@ -57,7 +48,7 @@ def run(store: Path, log: Path, kill_every: float | None, keys: list[str]) -> tu
         nonlocal kills
         rng = random.Random(0)
         while not stop.wait(kill_every or 0):
-            target = running_attempt(store, keys, rng)
+            target = running_attempt(store, plan, rng)
             if target is not None:
                 try:
                     os.kill(target, signal.SIGKILL)
@@ -72,24 +63,17 @@ def run(store: Path, log: Path, kill_every: float | None, keys: list[str]) -> tu
     return code, time.monotonic() - started, kills
 
 
-def running_attempt(store_dir: Path, keys: list[str], rng: random.Random) -> int | None:
-    """The pid of one attempt that is alive now (fresh heartbeat, process exists), or None."""
+def running_attempt(store_dir: Path, plan: Plan, rng: random.Random) -> int | None:
+    """The pid of one attempt that is alive now (running as `status` sees it, process exists), or None."""
     if not store_dir.exists():
         return None
     store = open_store(str(store_dir), check=False)
     alive = []
-    for key in keys:
-        beat = read_heartbeat(store, key)
-        attempts = read_attempts(store, key)
-        if beat and attempts and os.path.exists(f"/proc/{attempts[-1]['pid']}") \
-                and time.time() - _epoch(beat["at"]) < 30:
+    for state in trial_states(plan, store):
+        attempts = read_attempts(store, state.key) if state.state is TrialState.RUNNING else []
+        if attempts and os.path.exists(f"/proc/{attempts[-1]['pid']}"):
             alive.append(int(attempts[-1]["pid"]))
     return rng.choice(alive) if alive else None
-
-
-def _epoch(iso: str) -> float:
-    from datetime import datetime  # noqa: PLC0415
-    return datetime.fromisoformat(iso).timestamp()
 
 
 def rows(store: Path) -> list[dict]:
@@ -101,12 +85,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--every", type=float, default=30.0, help="seconds between kills (default 30)")
     args = parser.parse_args()
-    keys = [t.key for t in make_plan(load_spec(ROOT / "sweeps" / "demo.yaml")).trials]
+    plan = make_plan(load_spec(ROOT / "sweeps" / "demo.yaml"))
+    keys = [t.key for t in plan.trials]
     work = Path(tempfile.mkdtemp(prefix="bench-chaos-"))
     print(f"# {cpu_name()}, {os.cpu_count()} cores; demo sweep, {len(keys)} trainings; work dir {work}", flush=True)
-    calm_code, calm_wall, _ = run(work / "calm", work / "calm.log", None, keys)
+    calm_code, calm_wall, _ = run(work / "calm", work / "calm.log", None, plan)
     print(f"undisturbed: exit {calm_code}, wall {calm_wall:.0f} s", flush=True)
-    code, wall, kills = run(work / "chaos", work / "chaos.log", args.every, keys)
+    code, wall, kills = run(work / "chaos", work / "chaos.log", args.every, plan)
     print(f"chaos (a SIGKILL every {args.every:.0f} s): exit {code}, wall {wall:.0f} s, {kills} kills", flush=True)
     complete = len(rows(work / "chaos")) == len(keys)
     equal = sorted(rows(work / "chaos"), key=lambda r: r["key"]) == sorted(rows(work / "calm"), key=lambda r: r["key"])

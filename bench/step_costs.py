@@ -11,7 +11,6 @@ orchestrator/estimate.py, with the CPU it ran on; the last line is the ratio fro
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -22,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from bench.machine import cpu_name  # noqa: E402
 from orchestrator.plan import make_plan  # noqa: E402
 from orchestrator.spec import load_spec  # noqa: E402
 from sweepcore.settings import TrialSettings  # noqa: E402
@@ -29,16 +29,6 @@ from workers.data import load_half  # noqa: E402
 from workers.models import build_model  # noqa: E402
 from workers.surgery import transplant  # noqa: E402
 from workers.train import EVAL_BATCH, evaluate, make_optimizer  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def step_seconds(settings: TrialSettings, data, n_frozen: int, steps: int) -> float:

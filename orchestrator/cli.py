@@ -23,7 +23,7 @@ from orchestrator.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, Usage
 from orchestrator.lease import acquire as acquire_lease
 from orchestrator.plan import Plan, counts, make_plan
 from orchestrator.spec import SpecError, SweepSpec
-from orchestrator.spec_source import record_spec, spec_from_args, stored_spec, with_data_version
+from orchestrator.spec_source import record_spec, resume_command, spec_from_args, stored_spec, with_data_version
 from orchestrator.submit import add_submit_parsers
 from sweepcore.layout import sweep_prefix
 from sweepcore.store import StoreError, open_store
@@ -182,12 +182,6 @@ def cmd_resume(args) -> int:
         from orchestrator.submit import submit_spec  # noqa: PLC0415 (Jobs API only for a dashboard URL)
         return submit_spec(spec, args.address)
     return _run(spec, args.address, args.verbose, args.force)
-
-
-def resume_command(spec: SweepSpec) -> str:
-    """The exact command that finishes this sweep."""
-    endpoint = f" --endpoint {spec.endpoint}" if spec.endpoint else ""
-    return f"transfer-sweep resume {spec.name} --store {spec.store}{endpoint}"
 
 
 def _run(spec: SweepSpec, address: Optional[str], verbose: bool = False, force: bool = False) -> int:

@@ -8,6 +8,7 @@ through `ray._private.worker.print_to_stdstream`. `route_ray_output(path)` sends
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,9 @@ _lock = threading.Lock()
 
 
 def route_ray_output(path: Path) -> None:
-    """Send the `ray` logger tree and Ray's pushed error messages to the file `path` (appended)."""
+    """Send the `ray` logger tree and Ray's pushed error messages to the file `path` (appended).
+    Calling it again (after ray.init, which may add console handlers) adds no second file handler."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter(_FORMAT))
     names = ["ray", *(n for n in logging.root.manager.loggerDict if n.startswith("ray."))]
     for name in names:
         logger = logging.getLogger(name)
@@ -30,7 +30,11 @@ def route_ray_output(path: Path) -> None:
         if name != "ray":
             logger.propagate = True  # up to the file; a non-propagating logger left bare would reach stderr
     ray_logger = logging.getLogger("ray")
-    ray_logger.addHandler(handler)
+    target = os.path.abspath(path)
+    if not any(isinstance(h, logging.FileHandler) and h.baseFilename == target for h in ray_logger.handlers):
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter(_FORMAT))
+        ray_logger.addHandler(handler)
     ray_logger.propagate = False
     _route_pushed_errors(path)
 

@@ -38,7 +38,7 @@ from orchestrator.spec import SweepSpec
 from orchestrator.trainable import _trainable
 from orchestrator.watchdog import Watchdog
 from sweepcore.records import committed_keys, newest_checkpoint_step
-from sweepcore.store import open_store
+from sweepcore.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -218,10 +218,11 @@ class ProgressCallback(tune.Callback):
     def __init__(self, listener, store_uri: str, endpoint: Optional[str] = None):
         self.listener = listener
         self.store_uri, self.endpoint = store_uri, endpoint
+        self._store: Optional[Store] = None  # opened on the first retry, then reused
 
     # Tune pickles its callbacks into the experiment state; a live display cannot (and need not) go.
     def __getstate__(self):
-        return {**self.__dict__, "listener": None}
+        return {**self.__dict__, "listener": None, "_store": None}
 
     def _call(self, method, *args):
         if self.listener is not None:
@@ -244,5 +245,6 @@ class ProgressCallback(tune.Callback):
         self._call("failed", self._name(trial), str(trial.error_file or ""))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        store = open_store(self.store_uri, self.endpoint, check=False)
-        self._call("retrying", self._name(trial), newest_checkpoint_step(store, trial.config["settings"]["key"]))
+        if self._store is None:
+            self._store = open_store(self.store_uri, self.endpoint, check=False)
+        self._call("retrying", self._name(trial), newest_checkpoint_step(self._store, trial.config["settings"]["key"]))

@@ -11,7 +11,8 @@ import yaml
 
 from orchestrator.errors import UsageError
 from orchestrator.spec import SweepSpec, load_spec, parse_spec, read_spec_mapping
-from sweepcore.layout import SPEC_FILE, check_hash, data_pointer_path, spec_path
+from sweepcore.layout import SPEC_FILE, spec_path
+from sweepcore.records import read_data_version
 from sweepcore.store import Store, absolute_uri, open_store
 from sweepcore.vocabulary import dataset_info
 
@@ -50,16 +51,19 @@ def with_data_version(spec: SweepSpec, store: Store) -> SweepSpec:
     records the spec with it, so status, report and resume keep reading that version."""
     if spec.data_version or dataset_info(spec.dataset).pinned_version:
         return spec
-    pointer = data_pointer_path(spec.dataset)
     try:
-        text = store.read_bytes(pointer).decode("ascii", "replace").strip()
+        return spec.model_copy(update={"data_version": read_data_version(store, spec.dataset)})
     except FileNotFoundError:
         raise UsageError(f"{spec.dataset} is not prepared in store {store.uri()}: run `transfer-sweep data "
                          f"prepare {spec.dataset} --src DIR --store {store.uri()}` first") from None
-    try:
-        return spec.model_copy(update={"data_version": check_hash(text)})
     except ValueError as exc:
-        raise UsageError(f"{store.uri(pointer)}: {exc}") from None
+        raise UsageError(str(exc)) from None
+
+
+def resume_command(spec: SweepSpec) -> str:
+    """The exact command that finishes this sweep (what `run`, `status` and the watchdog tell users)."""
+    endpoint = f" --endpoint {spec.endpoint}" if spec.endpoint else ""
+    return f"transfer-sweep resume {spec.name} --store {spec.store}{endpoint}"
 
 
 def recorded_sweeps(store: Store) -> list[str]:

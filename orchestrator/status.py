@@ -19,6 +19,7 @@ from rich.table import Table
 
 from orchestrator.plan import Plan
 from orchestrator.spec import SweepSpec
+from orchestrator.spec_source import resume_command
 from sweepcore.layout import failures_prefix
 from sweepcore.records import committed_keys, read_heartbeat, read_progress, read_results
 from sweepcore.store import Store
@@ -126,7 +127,7 @@ def print_status(spec: SweepSpec, plan: Plan, store: Store, console: Console) ->
     if eta is not None:
         eta_text = f"{eta / 60:.1f} min"
     elif not total[TrialState.RUNNING]:
-        eta_text = f"none: nothing is running (`transfer-sweep resume {spec.name} --store {spec.store}` finishes it)"
+        eta_text = f"none: nothing is running (`{resume_command(spec)}` finishes it)"
     else:
         eta_text = "unknown (nothing finished yet)"
     counts_line = " ".join(f"{s.value} {total[s]}" for s in TrialState) + f"; ETA {eta_text}"

@@ -3,7 +3,8 @@ trial's key (a content hash of its settings), every dataset path from its conten
 
     results/<key>.parquet            one committed row per trial (create-only)
     curves/<key>.parquet             its evaluation curve
-    bases/<key>/model-<sha256>.safetensors    a base's final weights, named by their sha256; the base's result
+    bases/<key>/model-<sha256>.safetensors
+                                     a base's final weights, named by their sha256; the base's result
                                      row names the one its dependents read (column weights_sha256)
     trials/<key>/ckpt/step-*.pt      checkpoints (+ .sha256 sidecars), deleted once the row is in
     trials/<key>/progress.json       the last progress a running attempt wrote (at each checkpoint)

@@ -23,10 +23,12 @@ import pyarrow.parquet as pq
 from sweepcore.layout import (
     RESULTS,
     attempts_prefix,
+    check_hash,
     check_key,
     checkpoint_path,
     checkpoint_prefix,
     curve_path,
+    data_pointer_path,
     failures_prefix,
     heartbeat_path,
     progress_path,
@@ -229,6 +231,18 @@ def read_progress(store: Store, key: str) -> dict | None:
         return json.loads(store.read_bytes(progress_path(key)))
     except FileNotFoundError:
         return None
+
+
+def read_data_version(store: Store, dataset: str) -> str:
+    """The prepared version of `dataset` the store points new sweeps at (datasets/<name>/LATEST),
+    checked to be a content hash. FileNotFoundError when it was never prepared; ValueError (naming the
+    object) when the pointer holds anything but a hash: a shared store has other writers."""
+    pointer = data_pointer_path(dataset)
+    text = store.read_bytes(pointer).decode("utf-8", "replace").strip()
+    try:
+        return check_hash(text)
+    except ValueError as exc:
+        raise ValueError(f"{store.uri(pointer)}: {exc}") from None
 
 
 def write_heartbeat(store: Store, key: str, run: str | None = None) -> None:

@@ -19,8 +19,9 @@ from typing import Iterator
 import numpy as np
 
 from sweepcore.layout import check_hash, check_relative_name, check_sha256, dataset_prefix, inside, shown
+from sweepcore.records import read_data_version
 from workers.cache import cache_dir, publish_local
-from workers.imagenet import CENTRE, CROP, IMAGE_SIZE, MANIFEST, NAME, POINTER
+from workers.imagenet import CENTRE, CROP, IMAGE_SIZE, MANIFEST, NAME
 from workers.splits import half_classes
 
 _GATHER_THREADS = 8  # parallel page faults when a batch comes from cold memory-mapped shards
@@ -33,14 +34,10 @@ MAX_COUNT = 1_000_000_000  # images per class
 def resolve_digest(store) -> str:
     """The prepared version trials read: the hash in datasets/imagenet/LATEST (checked: 16-64 hex)."""
     try:
-        raw = store.read_bytes(POINTER)
+        return read_data_version(store, NAME)
     except FileNotFoundError:
         raise FileNotFoundError(f"ImageNet is not prepared in store {store.uri()}: run `transfer-sweep data "
                                 f"prepare imagenet --src DIR --store {store.uri()}` first") from None
-    try:
-        return check_hash(raw.decode("utf-8", "replace").strip())
-    except ValueError as exc:
-        raise ValueError(f"{store.uri(POINTER)}: {exc}") from None
 
 
 def _digest(store, digest: object) -> str:
