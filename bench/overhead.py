@@ -125,7 +125,7 @@ TRAINING = "trainings"
 def _classify(cmdline: str) -> str:
     """What a process of an arm is, from its command line (Ray workers retitle themselves 'ray::...')."""
     if cmdline.startswith("ray::"):
-        if "ImplicitFunc" in cmdline or "_trainable" in cmdline:
+        if any(s in cmdline for s in ("TransferTrial", "].train", "ImplicitFunc", "_trainable")):
             return TRAINING
         if "DashboardAgent" in cmdline or "RuntimeEnvAgent" in cmdline:
             return "dashboard + agents"

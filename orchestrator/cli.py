@@ -205,7 +205,13 @@ def _run(spec: SweepSpec, address: Optional[str], verbose: bool = False, force: 
             console.print(f"Ray dashboard: {dashboard}")
         if log_file is not None and to_run:
             console.print(f"Ray and Tune logs: {log_file} (--verbose shows them here)", markup=False)
-        holder["progress"] = SweepProgress(console, len(plan), already, spec.name).__enter__()
+        if to_run:
+            console.print(f"learning curves: tensorboard --logdir {tune_storage(spec, spec.store)}", markup=False)
+        publish = None
+        if to_run:  # Ray is up: the counts are also the sweep's Ray metrics
+            from orchestrator.metrics import TrialCountMetrics  # noqa: PLC0415 (Ray only for commands that run)
+            publish = holder["metrics"] = TrialCountMetrics(spec.name)
+        holder["progress"] = SweepProgress(console, len(plan), already, spec.name, publish).__enter__()
 
     class Listener:
         def __getattr__(self, name):
@@ -227,6 +233,8 @@ def _run(spec: SweepSpec, address: Optional[str], verbose: bool = False, force: 
     finally:
         if "progress" in holder:
             holder["progress"].__exit__(None, None, None)
+        if "metrics" in holder:
+            holder["metrics"].close()
         lease.release()
     console.print(f"sweep {spec.name}: {summary.already_done + summary.completed}/{summary.planned} "
                   f"committed ({summary.completed} trained now, {summary.already_done} before) in "

@@ -28,9 +28,14 @@ DEFAULT_DRIVER = "transfer-sweep"
 META_SWEEP, META_SPEC, META_STORE = "transfer_sweep", "transfer_sweep_spec", "transfer_sweep_store"
 
 
+LATER_SPEC_FIELDS = ("mlflow",)
+
+
 def spec_digest(spec: SweepSpec) -> str:
     """First 10 hex chars of the sha256 of the effective spec (store and overrides included)."""
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    # a field added later is left out while unset, so the digests of specs written before it stay put
+    unset_later = {name for name in LATER_SPEC_FIELDS if getattr(spec, name) is None}
+    canonical = json.dumps(spec.model_dump(mode="json", exclude=unset_later), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:10]
 
 

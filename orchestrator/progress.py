@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -30,8 +30,11 @@ def make_bar(console: Console) -> Progress:
 class SweepProgress:
     """Listener for schedule.ProgressCallback: keeps the counts and prints one line per finished trial."""
 
-    def __init__(self, console: Console, total: int, already_done: int, name: str):
-        self.console, self.total = console, total
+    def __init__(self, console: Console, total: int, already_done: int, name: str,
+                 publish: Optional[Callable[[dict], None]] = None):
+        """`publish(counts)` receives done/failed/running/pending at every change (the sweep's Ray
+        metrics, metrics.py)."""
+        self.console, self.total, self.publish = console, total, publish
         self.n_done, self.n_failed = already_done, 0
         self.running: set[str] = set()
         self.bar = make_bar(console)
@@ -64,10 +67,14 @@ class SweepProgress:
         return dict(done=self.n_done, failed=self.n_failed, running=len(self.running), pending=max(0, pending))
 
     def _refresh(self) -> None:
-        self.bar.update(self.task, completed=self.n_done + self.n_failed, **self._fields())
+        fields = self._fields()
+        self.bar.update(self.task, completed=self.n_done + self.n_failed, **fields)
+        if self.publish is not None:
+            self.publish(fields)
 
     def __enter__(self):
         self.bar.__enter__()
+        self._refresh()
         if self._ticker is not None:
             self._ticker.start()
         return self

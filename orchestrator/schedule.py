@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import logging
 import os
+import re
 import sys
 import time
 import uuid
@@ -35,7 +37,7 @@ from orchestrator.feasibility import autoscaler_node_types, judge, live_nodes, t
 from orchestrator.plan import Plan, PlannedTrial
 from orchestrator.ray_session import connect
 from orchestrator.spec import SweepSpec
-from orchestrator.trainable import _trainable
+from orchestrator.trainable import _trainable, named_trial_actor
 from orchestrator.watchdog import Watchdog
 from sweepcore.records import committed_keys, newest_checkpoint_step
 from sweepcore.store import Store, open_store
@@ -126,7 +128,48 @@ def tune_storage(spec: SweepSpec, store_uri: str) -> str:
 
 
 def _trainable_with_resources(spec: SweepSpec):
-    return tune.with_resources(_trainable, {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
+    cls = tune.with_resources(named_trial_actor(_trainable), {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
+    cls.__name__ = cls.__qualname__ = "TransferTrial"  # the dashboard's Class column (Ray shows the qualname)
+    return cls
+
+
+def trial_dirname(name: str, key: str) -> str:
+    """A trial's folder under the Tune storage (TensorBoard's run name): readable and unique,
+    e.g. 'AnB+_n=5_random-0_s0-<key>'."""
+    return re.sub(r"[^A-Za-z0-9=+._-]", "_", name.replace(":", "-")) + "-" + key
+
+
+def mlflow_callbacks(spec: SweepSpec) -> list:
+    """Tune's MLflowLoggerCallback when the spec asks for it (`mlflow:`), else nothing. Checked before
+    Ray starts: a missing package is a one-line error, not a traceback after the first trial."""
+    if spec.mlflow is None:
+        return []
+    if importlib.util.find_spec("mlflow") is None:
+        raise UsageError("mlflow: the spec logs trials to MLflow, but this driver has no `mlflow` package: "
+                         "pip install 'transfer-sweep[mlflow]' (or remove mlflow from the spec)")
+    _check_mlflow(spec.mlflow.tracking_uri)
+    from ray.air.integrations.mlflow import MLflowLoggerCallback  # noqa: PLC0415 (imports mlflow)
+    return [MLflowLoggerCallback(tracking_uri=spec.mlflow.tracking_uri, experiment_name=spec.mlflow.experiment,
+                                 tags={"transfer_sweep": spec.name}, save_artifact=False)]
+
+
+def _check_mlflow(uri: str) -> None:
+    """One request to the tracking server, with few retries: an unreachable or refusing MLflow is a
+    one-line error now, not a traceback from inside Tune (or minutes of MLflow's own retries)."""
+    from mlflow.tracking import MlflowClient  # noqa: PLC0415 (optional dependency)
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ.update({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"})
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001 (any failure of the server or the URI is the user's to fix)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise UsageError(f"mlflow.tracking_uri: MLflow at {uri} refused or did not answer: {first}") from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _new_tuner(spec: SweepSpec, store_uri: str, searcher: DependencySearcher, num_samples: int,
@@ -134,10 +177,11 @@ def _new_tuner(spec: SweepSpec, store_uri: str, searcher: DependencySearcher, nu
     return tune.Tuner(
         _trainable_with_resources(spec),
         tune_config=tune.TuneConfig(
-            search_alg=searcher, num_samples=num_samples, reuse_actors=True,
+            # one actor per trial: its repr, fixed at creation, names the trial in the dashboard
+            search_alg=searcher, num_samples=num_samples, reuse_actors=False,
             max_concurrent_trials=spec.max_concurrent,
             trial_name_creator=lambda t: t.config["settings"]["name"],
-            trial_dirname_creator=lambda t: t.config["settings"]["key"]),
+            trial_dirname_creator=lambda t: trial_dirname(t.config["settings"]["name"], t.config["settings"]["key"])),
         run_config=tune.RunConfig(
             name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=tune_storage(spec, store_uri),
             # every failure is retried; the trainable gives up once attempts stop making progress
@@ -164,6 +208,7 @@ def run_plan(plan: Plan, spec: SweepSpec, store_uri: str, endpoint: Optional[str
     gone (default: print the line and exit 1: nothing committed is lost, `resume` finishes the sweep).
     """
     started = time.monotonic()
+    tracking = mlflow_callbacks(spec)
     store = open_store(store_uri, endpoint)
     keys = set(plan.by_key())
     done = committed_keys(store) & keys
@@ -193,7 +238,7 @@ def run_plan(plan: Plan, spec: SweepSpec, store_uri: str, endpoint: Optional[str
                         scale_seconds=spec.resources.scale_timeout if verdict.kind == "scale" else None,
                         waiting_for=verdict.line)
     with watchdog, _credentials_hidden_from_tune():
-        _new_tuner(spec, store_uri, searcher, len(todo), callbacks or []).fit()
+        _new_tuner(spec, store_uri, searcher, len(todo), [*(callbacks or []), *tracking]).fit()
     committed = committed_keys(store) & keys
     summary.completed = len(committed) - len(done)
     by_key = plan.by_key()

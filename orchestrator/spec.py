@@ -16,6 +16,7 @@ import re
 import reprlib
 from pathlib import Path
 from typing import Literal, Optional
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -123,6 +124,31 @@ class ResourcesSpec(_Frozen):
         return gpus
 
 
+MLFLOW_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "databricks")
+
+
+class MlflowSpec(_Frozen):
+    """Optional: every trial logged to MLflow (its settings as params, each evaluation as metrics)
+    through Tune's own MLflowLoggerCallback, run by the driver."""
+
+    tracking_uri: str = Field(description="MLflow tracking URI (http(s)://host[:port], sqlite:///path, ...); "
+                              "credentials come from the driver's MLFLOW_TRACKING_USERNAME/PASSWORD or "
+                              "MLFLOW_TRACKING_TOKEN")
+    experiment: str = Field("transfer-sweep", min_length=1, max_length=200, description="MLflow experiment name")
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _uri(cls, uri):
+        parts = urlsplit(uri)
+        if parts.scheme not in MLFLOW_SCHEMES:
+            raise ValueError(f"tracking_uri must start with one of {', '.join(s + ':' for s in MLFLOW_SCHEMES)} "
+                             f"(got {_excerpt(uri)})")
+        if parts.username or parts.password:
+            raise ValueError("tracking_uri must not carry credentials (the spec is stored and shown): set "
+                             "MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN on the driver")
+        return uri
+
+
 class SplitSpec(_Frozen):
     """One class split, with optional per-split overrides of the sweep's treatments/layers/directions."""
 
@@ -173,6 +199,7 @@ class SweepSpec(_Frozen):
                     "the version prepared in the store when the sweep first runs, which the run records)")
     retries: int = Field(2, ge=0, description="times a crashed or killed trial is retried")
     max_concurrent: Optional[int] = Field(None, gt=0, description="cap on trials running at once")
+    mlflow: Optional[MlflowSpec] = Field(None, description="log every trial to MLflow (off by default)")
 
     @field_validator("name")
     @classmethod

@@ -34,7 +34,9 @@ def ray_head(s3_server):
     Its processes get the S3 server's endpoint and credentials in their environment, as cluster
     nodes get theirs from an instance role: trials reach an s3:// store without any secret in a spec.
     """
-    head = start_head(num_cpus=2, env=s3_server.env())
+    # Drivers on it print progress every 5 s and nodes export metrics every 2 s, so tests see both soon.
+    head = start_head(num_cpus=2, env={**s3_server.env(), "TRANSFER_SWEEP_PROGRESS_SECONDS": "5",
+                                       "RAY_metrics_report_interval_ms": "2000"})
     try:
         yield head
     finally:

@@ -34,6 +34,7 @@ class RayHead:
     temp_dir: str
     env: dict = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    metrics_port: int = 0  # the node's Prometheus export (http://127.0.0.1:<port>/metrics)
 
     def client_env(self) -> dict:
         return {**os.environ, **self.env}
@@ -42,7 +43,7 @@ class RayHead:
 def start_head(num_cpus: int = 2, env: dict | None = None) -> RayHead:
     # AF_UNIX socket paths are limited to 107 bytes: keep the temp dir short.
     temp_dir = tempfile.mkdtemp(prefix="ts-", dir="/tmp")
-    gcs, dash = free_port(), free_port()
+    gcs, dash, metrics = free_port(), free_port(), free_port()
     env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
            "RAY_USAGE_STATS_ENABLED": "0", "TRANSFER_SWEEP_RAY_TMP": temp_dir, **(env or {})}
     ray_bin = str(Path(sys.executable).with_name("ray"))
@@ -50,7 +51,7 @@ def start_head(num_cpus: int = 2, env: dict | None = None) -> RayHead:
            f"--port={gcs}", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
            f"--dashboard-port={dash}", "--include-dashboard=true", f"--temp-dir={temp_dir}",
            f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-           f"--metrics-export-port={free_port()}", "--disable-usage-stats", "--object-store-memory=400000000"]
+           f"--metrics-export-port={metrics}", "--disable-usage-stats", "--object-store-memory=400000000"]
     proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     ready = threading.Event()
@@ -66,7 +67,7 @@ def start_head(num_cpus: int = 2, env: dict | None = None) -> RayHead:
     if not ready.wait(120):
         stop_head(RayHead("", "", temp_dir, env, proc))
         raise RuntimeError("ray start --head did not come up:\n" + "".join(lines[-40:]))
-    return RayHead(f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}", temp_dir, env, proc)
+    return RayHead(f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}", temp_dir, env, proc, metrics)
 
 
 def pids_using(temp_dir: str) -> list[int]:

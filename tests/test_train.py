@@ -109,7 +109,12 @@ def test_base_trial_commits_weights_curve_result_and_reports(tmp_path):
     key = SETTINGS.key
     assert row["status"] == "ok" and row["error"] is None and row["steps"] == 15 and row["n"] == 0
     assert [r["step"] for r in reports] == [3, 6, 9, 12, 15]
-    assert set(reports[0]) == {"step", "total_steps", "top1", "loss", "lr"} and reports[0]["total_steps"] == 15
+    assert set(reports[0]) == {"step", "total_steps", "top1", "loss", "lr", "images_per_second", "checkpoint_step",
+                               "checkpoint_unix"} and reports[0]["total_steps"] == 15
+    # what the dashboard's checkpoint-age metric is computed from: the newest checkpoint at each report
+    assert [r["checkpoint_step"] for r in reports] == [None, 4, 8, 12, 15]
+    assert reports[0]["checkpoint_unix"] is None and all(r["checkpoint_unix"] > 0 for r in reports[1:])
+    assert all(r["images_per_second"] > 0 for r in reports)
     assert row["top1_final"] == reports[-1]["top1"]
     assert row["top1_paper"] == pytest.approx(sum(sorted(r["top1"] for r in reports)[-3:]) / 3)
     assert row["wall_seconds"] > 0
@@ -144,6 +149,7 @@ def test_interrupted_and_resumed_equals_uninterrupted_bitwise(tmp_path):
     reports = []
     resumed = trial.run_trial(SETTINGS, split, report=reports.append)
     assert [r["step"] for r in reports] == [9, 12, 15]  # resumed at the step-8 checkpoint
+    assert [r["checkpoint_step"] for r in reports] == [8, 12, 15]
     assert _same_state(_state(split, SETTINGS.key), _state(whole, SETTINGS.key))
     assert _curve(split, SETTINGS.key) == _curve(whole, SETTINGS.key)
     assert (resumed["top1_final"], resumed["top1_paper"], resumed["steps"]) == \

@@ -139,8 +139,10 @@ def train(model: torch.nn.Module, data: HalfLoader, settings: TrialSettings, sto
     valid checkpoint of settings.key if there is one.
 
     `seed` seeds dropout (torch's global RNG) and the data order/augmentation generator.
-    `report(metrics)` is called after each evaluation with step, total_steps, top1, loss (mean
-    training loss since the previous evaluation) and lr. `stop_after=k` raises
+    `report(metrics)` is called after each evaluation (and that step's checkpoint) with step,
+    total_steps, top1, loss (mean training loss since the previous evaluation), lr, images_per_second
+    (since the previous report, evaluation included), checkpoint_step and checkpoint_unix (the newest
+    checkpoint this attempt resumed from or wrote; None before the first). `stop_after=k` raises
     TrainingInterrupted after step k, after that step's checkpoint if one was due.
     """
     key, tr, rt = settings.key, settings.train, settings.runtime
@@ -200,6 +202,10 @@ def train(model: torch.nn.Module, data: HalfLoader, settings: TrialSettings, sto
                                        "top1": curve[-1]["top1"] if curve else None,
                                        "updated_at": datetime.now(timezone.utc).isoformat()})
 
+    # for report(): throughput since the previous report, and the newest checkpoint (None: none yet)
+    reported = (step, time.perf_counter())
+    last_checkpoint: tuple[int | None, float | None] = (step if found is not None else None,
+                                                        time.time() if found is not None else None)
     model.train()
     steps_per_epoch = max(1, data.num_train // batch_size)  # the epoch's last partial batch is dropped
     while step < total:
@@ -219,17 +225,23 @@ def train(model: torch.nn.Module, data: HalfLoader, settings: TrialSettings, sto
         loss_sum += loss.detach().double()
         loss_count += 1
         step += 1
-        if step % eval_every == 0 or step == total:
+        evaluated = step % eval_every == 0 or step == total
+        if evaluated:
             top1 = evaluate(forward, data, EVAL_BATCH, device, channels_last, autocast)
             row = {"step": step, "top1": top1, "loss": float(loss_sum.item()) / max(1, loss_count),
                    "lr": lr, "seconds": wall()}
             curve.append(row)
             loss_sum.zero_()
             loss_count = 0
-            if report is not None:
-                report({"step": step, "total_steps": total, "top1": top1, "loss": row["loss"], "lr": lr})
         if step % ckpt_every == 0 or step == total:
             checkpoint()  # the final one too: a crash before the result commit then resumes at the end
+            last_checkpoint = (step, time.time())
+        if evaluated and report is not None:
+            now = time.perf_counter()
+            report({"step": step, "total_steps": total, "top1": top1, "loss": row["loss"], "lr": lr,
+                    "images_per_second": (step - reported[0]) * batch_size / max(now - reported[1], 1e-9),
+                    "checkpoint_step": last_checkpoint[0], "checkpoint_unix": last_checkpoint[1]})
+            reported = (step, now)
         if stop_after is not None and step >= stop_after:
             raise TrainingInterrupted(step)
 
