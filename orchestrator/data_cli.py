@@ -26,7 +26,12 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
                     "or flat + LOC_val_solution.csv / val_labels.txt); readable at this path on every node")
     sp.add_argument("--store", default="./store", help="store root: folder or s3://bucket/prefix (default ./store)")
     sp.add_argument("--endpoint", help="S3 endpoint URL (default: AWS_ENDPOINT_URL)")
-    sp.add_argument("--shard-size", type=int, default=1000, help="images per shard (default 1000, ~196 MB)")
+    sp.add_argument("--shard-size", type=int, default=1000,
+                    help="images per shard (default 1000: ~30 MB as JPEG, ~196 MB raw)")
+    sp.add_argument("--format", choices=("jpeg", "raw"), default="jpeg",
+                    help="imagenet shard format: jpeg (quality 90, ~1/7 of the bytes, decoded per batch; "
+                    "default) or raw uint8 (no decoding; for nodes whose RAM holds both halves raw: "
+                    "see docs/performance.md)")
     sp.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     sp.set_defaults(func=cmd_data_prepare)
 
@@ -41,6 +46,8 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
     store = absolute_uri(args.store)
     if args.dataset == "fashion-animals":
+        if args.format != "jpeg":
+            raise PrepareError("--format is only for imagenet (fashion-animals is published as arrays)")
         if args.src:
             raise PrepareError("--src is only for imagenet (fashion-animals reads its installed sources)")
         info = prepare_fashion_animals(store, args.endpoint)
@@ -49,7 +56,8 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
         return 0
     if not args.src:
         raise PrepareError("data prepare imagenet needs --src DIR (the ILSVRC-2012 folder)")
-    summary = prepare_imagenet(args.src, store, args.endpoint, args.shard_size, args.address, echo=_say)
+    summary = prepare_imagenet(args.src, store, args.endpoint, args.shard_size, args.address, echo=_say,
+                               fmt=args.format)
     if summary["failed"]:
         _say(f"{len(summary['failed'])} shards failed (first: {summary['failed'][0]}); the others are "
              f"committed: run the same command again to finish")

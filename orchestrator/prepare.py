@@ -26,11 +26,11 @@ class PrepareError(UsageError):
     """A user-facing one-line problem with a `data prepare` command (bad source folder, missing data)."""
 
 
-def _scan_task(src: str, shard_size: int) -> tuple[Any, list]:
+def _scan_task(src: str, shard_size: int, fmt: str) -> tuple[Any, list]:
     from workers.imagenet import prepare  # noqa: PLC0415 (the boundary to workers: see module doc)
     try:
         source = prepare.scan_source(src)
-        return source, prepare.shard_jobs(source, shard_size)
+        return source, prepare.shard_jobs(source, shard_size, fmt)
     except prepare.SourceError as exc:
         raise PrepareError(str(exc)) from None
 
@@ -98,19 +98,20 @@ def _progress(job, meta: dict, done: int, total: int) -> str:
 
 def prepare_imagenet(src: str, store_uri: str, endpoint: Optional[str] = None, shard_size: int = 1000,
                      address: Optional[str] = None, inline: bool = False,
-                     echo: Callable[[str], None] = lambda line: None) -> dict:
-    """Prepare ImageNet from `src` into the store; resumable (committed shards are not redone).
+                     echo: Callable[[str], None] = lambda line: None, fmt: str = "jpeg") -> dict:
+    """Prepare ImageNet from `src` into the store as `fmt` shards ("jpeg" or "raw"); resumable
+    (committed shards are not redone).
 
     Returns {"hash", "shards", "prepared", "reused", "failed": [lines], "manifest": dict or None}.
     `inline` runs the shards in this process instead of on Ray (tests, debugging).
     """
-    source, jobs = _scan_task(src, shard_size)
+    source, jobs = _scan_task(src, shard_size, fmt)
     store = open_store(store_uri, endpoint)
     prefix = dataset_prefix(IMAGENET, jobs[0].digest)
     committed = set(store.list(prefix))
     todo = [job for job in jobs if f"{job.stem}.json" not in committed]
     echo(f"imagenet {jobs[0].digest}: {len(source.classes)} classes, {len(source.items)} images in "
-         f"{len(jobs)} shards; {len(jobs) - len(todo)} already in {store.uri()}, {len(todo)} to prepare")
+         f"{len(jobs)} {fmt} shards; {len(jobs) - len(todo)} already in {store.uri()}, {len(todo)} to prepare")
     done_before = not todo and f"{prefix}/manifest.json" in committed
     if inline or done_before:  # nothing to decode or merge: no reason to start Ray
         metas, errors, manifest = _run_inline(todo, source, jobs, store.root, endpoint, echo)

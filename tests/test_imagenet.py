@@ -59,10 +59,11 @@ def make_imagenet(root, val_layout="flat-csv"):
     return root
 
 
-def prepare_pure(src, store, shard_size=SHARD):
-    """The preparation as plain function calls: scan, one prepare_shard per shard, finish."""
+def prepare_pure(src, store, shard_size=SHARD, fmt="raw"):
+    """The preparation as plain function calls: scan, one prepare_shard per shard, finish (raw shards:
+    these tests read the arrays; tests/test_imagenet_jpeg.py covers the JPEG format)."""
     source = imagenet_prepare.scan_source(src)
-    jobs = imagenet_prepare.shard_jobs(source, shard_size)
+    jobs = imagenet_prepare.shard_jobs(source, shard_size, fmt)
     metas = [imagenet_prepare.prepare_shard(job, store) for job in jobs]
     return source, jobs, metas, imagenet_prepare.merge_shards(store, source, jobs)
 
@@ -167,7 +168,7 @@ def test_a_second_prepare_commits_nothing_and_never_imports_torch(prepared):
     folder = prepared["store"].uri()
     before = _snapshot(folder)
     code = ("import json, sys; from orchestrator.prepare import prepare_imagenet; "
-            f"s = prepare_imagenet({str(prepared['src'])!r}, {folder!r}, shard_size={SHARD}, inline=True); "
+            f"s = prepare_imagenet({str(prepared['src'])!r}, {folder!r}, shard_size={SHARD}, inline=True, fmt='raw'); "
             "print(json.dumps([s['prepared'], s['reused'], s['hash'], 'torch' in sys.modules]))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -180,7 +181,8 @@ def test_an_interrupted_prepare_redoes_only_the_missing_shards(prepared, tmp_pat
     jobs = prepared["jobs"]
     imagenet_prepare.prepare_shard(jobs[0], store)
     imagenet_prepare.prepare_shard(jobs[2], store)  # as if the run died here
-    summary = prepare_imagenet(str(prepared["src"]), str(tmp_path / "store"), shard_size=SHARD, inline=True)
+    summary = prepare_imagenet(str(prepared["src"]), str(tmp_path / "store"), shard_size=SHARD, inline=True,
+                               fmt="raw")
     assert (summary["prepared"], summary["reused"]) == (5, 2)
     assert summary["manifest"] == prepared["manifest"]
 
@@ -228,7 +230,7 @@ def test_training_crops_are_random_mirrored_windows_drawn_from_the_generator(pre
     assert torch.equal(a, b) and not torch.equal(a, c)
     # Caffe's semantics: crop at (oy, ox), mean taken at the same source pixel, then mirror
     raw = _image(prepared, "train", 6 * half.classes[0]).astype(np.float32) - half.mean_np
-    one = half._batch(half.train.gather(np.array([0])), torch.tensor([3]), torch.tensor([29]),
+    one = half._batch(half._images(half.train, np.array([0])), torch.tensor([3]), torch.tensor([29]),
                       torch.tensor([True]))[0].numpy()
     assert np.allclose(one, raw[3:230, 29:256][:, ::-1].transpose(2, 0, 1), atol=1e-4)
 

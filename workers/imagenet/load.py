@@ -1,8 +1,11 @@
 """Read prepared ImageNet: `load_imagenet_half` -> `ImageNetHalf`, the HalfLoader of workers/data.py.
 
-Memory-maps the shards of the half's classes (straight from a local store, else from a verified local
-cache), labels re-indexed 0..k-1 within the half; a batch is gathered on the host as uint8 and moved
-to the device, where the random 227x227 crop + mirror (centre crop at test) and the mean subtraction
+Memory-maps the shards of the half's classes (straight from a local store, else from the node's
+bounded cache, downloaded once per node and verified), labels re-indexed 0..k-1 within the half. The
+half stays in the node's page cache, shared by every trial on the node. A batch becomes uint8 images
+on the device: raw shards are gathered on the host and copied; JPEG shards are sliced out of the
+shard files and decoded (nvJPEG on a CUDA device when torchvision is there, else Pillow threads).
+On the device the random 227x227 crop + mirror (centre crop at test) and the mean subtraction
 happen as one gather. The mean is the half's own training mean (the release computed one mean file
 per half), and inputs are not scaled (Caffe's reference net subtracts the mean only).
 
@@ -20,8 +23,8 @@ import numpy as np
 
 from sweepcore.layout import check_hash, check_relative_name, check_sha256, dataset_prefix, inside, shown
 from sweepcore.records import read_data_version
-from workers.cache import cache_dir, publish_local
-from workers.imagenet import CENTRE, CROP, IMAGE_SIZE, MANIFEST, NAME
+from workers.cache import cache_dir, fetch_once
+from workers.imagenet import CENTRE, CROP, FORMATS, IMAGE_SIZE, MANIFEST, NAME, jpeg
 from workers.splits import half_classes
 
 _GATHER_THREADS = 8  # parallel page faults when a batch comes from cold memory-mapped shards
@@ -99,6 +102,10 @@ def _check_manifest(manifest: object, digest: str) -> None:
     if "hash" in m and m["hash"] != digest:
         raise _Bad(f"hash: {shown(m['hash'])} is not this version's {digest}")
     k = _int(m.get("num_classes"), "num_classes", 1, MAX_CLASSES)
+    fmt = m.get("format", "raw")  # versions prepared before JPEG shards say nothing: raw
+    if fmt not in FORMATS:
+        raise _Bad(f"format: {shown(fmt)} is not one of {', '.join(FORMATS)}")
+    files = ("images", "labels", "offsets") if fmt == "jpeg" else ("images", "labels")
     for name in ("class_sums", "mean"):
         _field(check_relative_name, m.get(name), name)
     sums = _dict(m.get("sha256"), "sha256")
@@ -115,19 +122,22 @@ def _check_manifest(manifest: object, digest: str) -> None:
         for i, entry in enumerate(_list(shards.get(split), f"shards.{split}", MAX_SHARDS)):
             at = f"shards.{split}[{i}]"
             entry = _dict(entry, at)
-            for name in ("images", "labels"):
+            for name in files:
                 _field(check_relative_name, entry.get(name), f"{at}.{name}")
             hashes = _dict(entry.get("sha256"), f"{at}.sha256")
-            for name in ("images", "labels"):
+            for name in files:
                 _field(check_sha256, hashes.get(name), f"{at}.sha256.{name}")
+            _int(entry.get("count"), f"{at}.count", 0, MAX_COUNT)
             for j, c in enumerate(_list(entry.get("classes"), f"{at}.classes", k)):
                 _int(c, f"{at}.classes[{j}]", 0, k - 1)
 
 
-def local_file(store, digest: str, rel: str, sha256: str | None) -> str:
+def local_file(store, digest: str, rel: str, sha256: str | None, keep: frozenset = frozenset()) -> str:
     """A local path to a prepared file: the store's own file when it is a folder, else a cached copy
-    (downloaded once, checked against its sha256, published atomically). `rel` must be a safe relative
-    name, and the cached copy lands below this version's cache folder or nowhere."""
+    (downloaded once per node, checked against its sha256, published atomically; the cache evicts
+    its least recently used files, never those in `keep`, to stay under its bound: workers/cache.py).
+    `rel` must be a safe relative name, and the cached copy lands below this version's cache folder
+    or nowhere."""
     prefix = dataset_prefix(NAME, _digest(store, digest))
     try:
         check_relative_name(rel)
@@ -139,26 +149,44 @@ def local_file(store, digest: str, rel: str, sha256: str | None) -> str:
     in_place = store.local_path(path)
     if in_place is not None:
         return in_place
-    try:
-        local = inside(cache_dir() / "datasets" / NAME / digest, rel)
+    root = cache_dir()
+    try:  # the cached copy must land below this version's folder (a symlink could lead out)
+        inside(root / "datasets" / NAME / digest, rel)
     except ValueError as exc:
         raise ValueError(f"{store.uri(path)}: {exc}") from None
-    if not local.is_file():
+
+    def download() -> bytes:
         data = store.read_bytes(path)
         if sha256 and hashlib.sha256(data).hexdigest() != sha256:
             raise ValueError(f"{store.uri(path)}: sha256 does not match the manifest")
-        publish_local(local, data)
-    return str(local)
+        return data
+    return str(fetch_once(root, f"datasets/{NAME}/{digest}/{rel}", None, download, keep))
 
 
 @dataclass
 class ShardSet:
-    """The images of some classes across memory-mapped shards, labels re-indexed within a half."""
+    """The images of some classes across memory-mapped shards, labels re-indexed within a half.
+    Raw shards: `arrays` holds the N_i x 256 x 256 x 3 uint8 arrays. JPEG shards: `arrays` holds each
+    shard's .jpgs bytes (uint8, 1-D) and `offsets` where each image starts in them."""
 
-    arrays: list[np.ndarray]  # memory-mapped N_i x 256 x 256 x 3 uint8
+    arrays: list[np.ndarray]  # memory-mapped
     shard: np.ndarray  # shard of each image
     row: np.ndarray  # row of each image in its shard
     labels: np.ndarray  # int64 labels 0..k-1
+    offsets: list[np.ndarray] | None = None  # JPEG shards only: int64, count + 1 per shard
+
+    @property
+    def fmt(self) -> str:
+        return "raw" if self.offsets is None else "jpeg"
+
+    def blobs(self, idx: np.ndarray) -> list[memoryview]:
+        """JPEG shards: the bytes of images idx (views into the memory-mapped shard files)."""
+        assert self.offsets is not None, "blobs() reads JPEG shards"
+        out = []
+        for i in idx:
+            s, r = self.shard[i], self.row[i]
+            out.append(memoryview(self.arrays[s][self.offsets[s][r]:self.offsets[s][r + 1]]))
+        return out
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -206,31 +234,66 @@ def _array(path: str, shape: tuple, dtype: type) -> np.ndarray:
     return a
 
 
-def shard_set(store, digest: str, manifest: dict, split: str, classes: list[int]) -> ShardSet:
-    """The images of `classes` in one split, from the shards that hold any of them."""
+def _shard_files(manifest: dict, split: str, classes: list[int]) -> list[tuple[dict, tuple[str, ...]]]:
+    """The shard entries of `split` that hold any of `classes`, each with the files it needs."""
+    names = ("labels", "images", "offsets") if manifest.get("format", "raw") == "jpeg" else ("labels", "images")
+    wanted = set(classes)
+    return [(entry, names) for entry in manifest["shards"][split] if wanted & set(entry["classes"])]
+
+
+def fetch_files(store, digest: str, manifest: dict, classes: list[int]) -> dict[str, str]:
+    """Local paths of every file a half needs (both splits, the class sums), fetched in parallel
+    (one download per node; the half's own files are never evicted to make room for each other)."""
+    prefix = f"datasets/{NAME}/{digest}"
+    wanted = [(manifest["class_sums"], manifest["sha256"]["class_sums"])]
+    for split in ("train", "val"):
+        for entry, names in _shard_files(manifest, split, classes):
+            wanted += [(entry[n], entry["sha256"][n]) for n in names]
+    keep = frozenset((cache_dir() / prefix / rel).resolve() for rel, _ in wanted)
+    with ThreadPoolExecutor(max(1, getattr(store, "parallel_reads", 1))) as pool:
+        paths = list(pool.map(lambda w: local_file(store, digest, w[0], w[1], keep), wanted))
+    return {rel: path for (rel, _), path in zip(wanted, paths)}
+
+
+def shard_set(store, digest: str, manifest: dict, split: str, classes: list[int],
+              paths: dict[str, str] | None = None) -> ShardSet:
+    """The images of `classes` in one split, from the shards that hold any of them (`paths`: local
+    paths fetch_files already found; the rest are fetched here)."""
+    def path(entry: dict, name: str) -> str:
+        rel = entry[name]
+        return (paths or {}).get(rel) or local_file(store, digest, rel, entry["sha256"][name])
+    jpegs = manifest.get("format", "raw") == "jpeg"
     lookup = np.full(manifest["num_classes"], -1, np.int64)
     lookup[np.asarray(sorted(classes), dtype=np.int64)] = np.arange(len(classes))
-    wanted = set(classes)
-    arrays, shard, row, labels = [], [], [], []
-    for entry in manifest["shards"][split]:
-        if not wanted & set(entry["classes"]):
-            continue
-        y = _labels(local_file(store, digest, entry["labels"], entry["sha256"]["labels"]), len(lookup))
+    arrays, offsets, shard, row, labels = [], [], [], [], []
+    for entry, _ in _shard_files(manifest, split, classes):
+        y = _labels(path(entry, "labels"), len(lookup))
+        if len(y) != entry["count"]:
+            raise ValueError(f"{path(entry, 'labels')}: {len(y)} labels, the manifest says {entry['count']}")
         keep = np.flatnonzero(lookup[y] >= 0)
-        arrays.append(_array(local_file(store, digest, entry["images"], entry["sha256"]["images"]),
-                             (len(y), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8))
+        if jpegs:
+            data = np.memmap(path(entry, "images"), np.uint8, "r") if entry["count"] else np.zeros(0, np.uint8)
+            offsets.append(jpeg.check_offsets(np.load(path(entry, "offsets")), len(y), len(data),
+                                              path(entry, "offsets")))
+            arrays.append(data)
+        else:
+            arrays.append(_array(path(entry, "images"), (len(y), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8))
         shard.append(np.full(len(keep), len(arrays) - 1, np.int32))
         row.append(keep)
         labels.append(lookup[y[keep]])
 
     def cat(parts: list, dtype: type) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(0, dtype)
-    return ShardSet(arrays, cat(shard, np.int32), cat(row, np.int64), cat(labels, np.int64))
+    return ShardSet(arrays, cat(shard, np.int32), cat(row, np.int64), cat(labels, np.int64),
+                    offsets if jpegs else None)
 
 
-def half_mean(store, digest: str, manifest: dict, classes: list[int]) -> np.ndarray:
+def half_mean(store, digest: str, manifest: dict, classes: list[int], paths: dict[str, str] | None = None
+              ) -> np.ndarray:
     """Per-pixel mean (256x256x3 float32) of the half's training images, from the per-class sums."""
-    sums = _array(local_file(store, digest, manifest["class_sums"], manifest["sha256"]["class_sums"]),
+    sums_path = (paths or {}).get(manifest["class_sums"]) or local_file(
+        store, digest, manifest["class_sums"], manifest["sha256"]["class_sums"])
+    sums = _array(sums_path,
                   (manifest["num_classes"], IMAGE_SIZE, IMAGE_SIZE, 3), np.uint32)
     total = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), np.float64)
     for c in classes:
@@ -250,6 +313,19 @@ class ImageNetHalf:
         self.train, self.test, self.classes, self.device = train, test, list(classes), device
         self.mean_np = mean
         self.mean = torch.from_numpy(mean).to(device)  # H x W x 3 float32
+        if train.fmt == "raw":
+            self.decoder = "raw"
+        else:
+            self.decoder = "nvjpeg" if str(device).startswith("cuda") and jpeg.cuda_decoder_available() else "pillow"
+
+    def _images(self, shards: ShardSet, idx: np.ndarray):
+        """Images idx of `shards` as a B x 256 x 256 x 3 uint8 tensor on the device."""
+        import torch  # noqa: PLC0415 (torch only in the loader, not in preparation)
+        if self.decoder == "raw":
+            return torch.from_numpy(shards.gather(idx)).to(self.device, non_blocking=True)
+        if self.decoder == "nvjpeg":
+            return jpeg.decode_cuda(shards.blobs(idx), self.device)
+        return torch.from_numpy(jpeg.decode_cpu(shards.blobs(idx))).to(self.device, non_blocking=True)
 
     @property
     def num_train(self) -> int:
@@ -259,12 +335,12 @@ class ImageNetHalf:
         """The same half producing batches on `device` (images stay memory-mapped on the host)."""
         return ImageNetHalf(self.train, self.test, self.mean_np, self.classes, str(device))
 
-    def _batch(self, images: np.ndarray, oy, ox, flip):
-        """Crop 227x227 at (oy, ox), mirror where flip, subtract the mean: one gather on the device.
-        Returns B x 3 x 227 x 227 float32 (channels-last strides: a free permute of the HWC gather)."""
+    def _batch(self, x, oy, ox, flip):
+        """Crop 227x227 at (oy, ox) of the B x 256 x 256 x 3 uint8 device tensor x, mirror where flip,
+        subtract the mean: one gather on the device. Returns B x 3 x 227 x 227 float32 (channels-last
+        strides: a free permute of the HWC gather)."""
         import torch  # noqa: PLC0415 (torch only in the loader, not in preparation)
         dev = self.device
-        x = torch.from_numpy(images).to(dev, non_blocking=True)
         ar = torch.arange(CROP, device=dev)
         rows = oy.to(dev)[:, None] + ar
         cols = ox.to(dev)[:, None] + torch.where(flip.to(dev)[:, None], CROP - 1 - ar, ar)
@@ -285,7 +361,7 @@ class ImageNetHalf:
         else:
             oy = ox = torch.full((n,), CENTRE, dtype=torch.int64)
             flip = torch.zeros(n, dtype=torch.bool)
-        x = self._batch(self.train.gather(idx), oy, ox, flip)
+        x = self._batch(self._images(self.train, idx), oy, ox, flip)
         return x, torch.from_numpy(self.train.labels[idx]).to(self.device)
 
     def test_batches(self, batch_size: int) -> Iterator:
@@ -294,7 +370,7 @@ class ImageNetHalf:
         for start in range(0, len(self.test), batch_size):
             idx = np.arange(start, min(start + batch_size, len(self.test)))
             centre = torch.full((len(idx),), CENTRE, dtype=torch.int64)
-            x = self._batch(self.test.gather(idx), centre, centre, torch.zeros(len(idx), dtype=torch.bool))
+            x = self._batch(self._images(self.test, idx), centre, centre, torch.zeros(len(idx), dtype=torch.bool))
             yield x, torch.from_numpy(self.test.labels[idx]).to(self.device)
 
 
@@ -314,9 +390,10 @@ def load_imagenet_half(split: str, half: str, store, digest: str | None = None) 
     if key not in _HALVES:
         manifest = read_manifest(store, digest)
         classes = half_classes(split, int(manifest["num_classes"]), half)
-        loaded = ImageNetHalf(shard_set(store, digest, manifest, "train", classes),
-                              shard_set(store, digest, manifest, "val", classes),
-                              half_mean(store, digest, manifest, classes), classes)
+        paths = fetch_files(store, digest, manifest, classes)
+        loaded = ImageNetHalf(shard_set(store, digest, manifest, "train", classes, paths),
+                              shard_set(store, digest, manifest, "val", classes, paths),
+                              half_mean(store, digest, manifest, classes, paths), classes)
         while len(_HALVES) >= _HALVES_SIZE:
             _HALVES.pop(next(iter(_HALVES)))
         _HALVES[key] = loaded

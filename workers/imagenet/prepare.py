@@ -6,8 +6,10 @@
 - `shard_jobs(source, shard_size)`: images sorted by (class, file name) and cut into shards, so a
   shard holds one or two classes and a half's loader reads only the shards of its classes.
 - `prepare_shard(job, store)`: decode with Pillow, warp to 256x256 RGB (the paper's preprocessing:
-  no aspect preservation), commit datasets/imagenet/<hash>/<split>/shard-<i>.npy, .labels.npy and,
-  for train, .sums.npy (per-class pixel sums), then .json last as the shard's commit marker. An
+  no aspect preservation), commit the images of datasets/imagenet/<hash>/<split>/shard-<i> (format
+  "jpeg": .jpgs + .offsets.npy, quality-90 JPEG; format "raw": .npy, uint8 N x 256 x 256 x 3),
+  .labels.npy and, for train, .sums.npy (per-class pixel sums of the pixels a trial will see, i.e.
+  after JPEG decoding), then .json last as the shard's commit marker. An
   unreadable image is reported (file + reason) and skipped, never fatal. A shard whose .json is in
   the store is not redone: <hash> covers the recipe, the shard size and every file's name and size.
 - `merge_shards(store, source, jobs)`: merge the per-class sums into class_sums.npy and the train-set
@@ -31,7 +33,7 @@ import numpy as np
 
 from sweepcore.layout import dataset_prefix
 from sweepcore.store import Store
-from workers.imagenet import IMAGE_SIZE, MANIFEST, NAME, POINTER, RECIPE
+from workers.imagenet import DEFAULT_FORMAT, FORMATS, IMAGE_SIZE, MANIFEST, NAME, POINTER, jpeg, recipe
 
 DEFAULT_SHARD_SIZE = 1000
 IMAGE_EXTENSIONS = {".jpeg", ".jpg", ".png"}
@@ -139,31 +141,34 @@ class ShardJob:
     index: int
     root: str
     files: tuple[tuple[str, int], ...]  # (relative path, class index)
+    fmt: str = DEFAULT_FORMAT  # "jpeg" or "raw" (workers.imagenet.FORMATS)
 
     @property
     def stem(self) -> str:
         return f"{dataset_prefix(NAME, self.digest)}/{self.split}/shard-{self.index:05d}"
 
 
-def content_hash(source: Source, shard_size: int) -> str:
-    """sha256 (16 hex) of the recipe, the shard size, the classes and every file's name and size."""
-    h = hashlib.sha256(json.dumps({"recipe": RECIPE, "shard_size": shard_size, "classes": source.classes},
+def content_hash(source: Source, shard_size: int, fmt: str = DEFAULT_FORMAT) -> str:
+    """sha256 (16 hex) of the format's recipe, the shard size, the classes and every file's name and size."""
+    h = hashlib.sha256(json.dumps({"recipe": recipe(fmt), "shard_size": shard_size, "classes": source.classes},
                                   sort_keys=True).encode())
     for split, rel, label, size in source.items:
         h.update(f"\n{split}\t{rel}\t{label}\t{size}".encode())
     return h.hexdigest()[:16]
 
 
-def shard_jobs(source: Source, shard_size: int = DEFAULT_SHARD_SIZE) -> list[ShardJob]:
-    """The shards of a source, train then val, each of at most shard_size images."""
+def shard_jobs(source: Source, shard_size: int = DEFAULT_SHARD_SIZE, fmt: str = DEFAULT_FORMAT) -> list[ShardJob]:
+    """The shards of a source in format `fmt`, train then val, each of at most shard_size images."""
     if shard_size < 1 or shard_size > 16_000_000:  # per-class uint32 sums: 255 * n must fit
         raise SourceError(f"--shard-size {shard_size}: must be between 1 and 16000000")
-    digest = content_hash(source, shard_size)
+    if fmt not in FORMATS:
+        raise SourceError(f"--format {fmt}: must be one of {', '.join(FORMATS)}")
+    digest = content_hash(source, shard_size, fmt)
     jobs = []
     for split in ("train", "val"):
         files = [(rel, label) for s, rel, label, _ in source.items if s == split]
         for i, start in enumerate(range(0, len(files), shard_size)):
-            jobs.append(ShardJob(digest, split, i, source.root, tuple(files[start:start + shard_size])))
+            jobs.append(ShardJob(digest, split, i, source.root, tuple(files[start:start + shard_size]), fmt))
     return jobs
 
 
@@ -206,10 +211,17 @@ def prepare_shard(job: ShardJob, store) -> dict:
     x = np.stack(images) if images else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
     y = np.asarray(labels, dtype=np.int16)
     present = sorted(set(labels))
-    meta: dict[str, Any] = {"split": job.split, "index": job.index, "count": len(labels),
-            "class_counts": [[c, labels.count(c)] for c in present], "skipped": skipped,
-            "sha256": {"images": _commit(store, f"{job.stem}.npy", _npy(x)),
-                       "labels": _commit(store, f"{job.stem}.labels.npy", _npy(y))}}
+    meta: dict[str, Any] = {"split": job.split, "index": job.index, "count": len(labels), "format": job.fmt,
+            "class_counts": [[c, labels.count(c)] for c in present], "skipped": skipped, "sha256": {}}
+    if job.fmt == "jpeg":
+        blobs = [jpeg.encode(image) for image in x]
+        packed, offsets = jpeg.pack(blobs)
+        x = jpeg.decode_cpu(blobs) if blobs else x  # the sums (mean image) are of what trials decode
+        meta["sha256"]["images"] = _commit(store, f"{job.stem}.jpgs", packed)
+        meta["sha256"]["offsets"] = _commit(store, f"{job.stem}.offsets.npy", _npy(offsets))
+    else:
+        meta["sha256"]["images"] = _commit(store, f"{job.stem}.npy", _npy(x))
+    meta["sha256"]["labels"] = _commit(store, f"{job.stem}.labels.npy", _npy(y))
     if job.split == "train":
         sums = np.stack([x[y == c].sum(axis=0, dtype=np.uint32) for c in present]) if present else \
             np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint32)
@@ -246,8 +258,11 @@ def _merge(store, source: Source, jobs: list[ShardJob], prefix: str) -> None:
         for c, n in meta["class_counts"]:
             counts[job.split][c] += n
         skipped += meta["skipped"]
-        shards[job.split].append({"index": job.index, "images": f"{rel}.npy", "labels": f"{rel}.labels.npy",
-                                  "count": meta["count"], "classes": present, "sha256": meta["sha256"]})
+        entry = {"index": job.index, "images": f"{rel}.npy", "labels": f"{rel}.labels.npy",
+                 "count": meta["count"], "classes": present, "sha256": meta["sha256"]}
+        if job.fmt == "jpeg":
+            entry.update(images=f"{rel}.jpgs", offsets=f"{rel}.offsets.npy")
+        shards[job.split].append(entry)
         if job.split == "train" and present:
             class_sums[present] += np.load(io.BytesIO(store.read_bytes(f"{job.stem}.sums.npy")))
     total = sum(counts["train"])
@@ -256,7 +271,8 @@ def _merge(store, source: Source, jobs: list[ShardJob], prefix: str) -> None:
     mean = (class_sums.sum(axis=0, dtype=np.float64) / total).astype(np.float32)
     hashes = {"class_sums": _commit(store, f"{prefix}/class_sums.npy", _npy(class_sums)),
               "mean": _commit(store, f"{prefix}/mean.npy", _npy(mean))}
-    manifest = {"name": NAME, "hash": digest, "recipe": RECIPE, "image_size": IMAGE_SIZE,
+    manifest = {"name": NAME, "hash": digest, "recipe": recipe(jobs[0].fmt), "format": jobs[0].fmt,
+                "image_size": IMAGE_SIZE,
                 "source": source.root, "classes": list(source.classes), "num_classes": k,
                 "counts": {s: sum(c) for s, c in counts.items()}, "class_counts": counts,
                 "shards": shards, "mean": "mean.npy", "class_sums": "class_sums.npy",
