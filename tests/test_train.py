@@ -70,6 +70,16 @@ def _same_state(a, b):
 
 
 # --- schedule and optimiser -----------------------------------------------------------------------
+def _checkpoint_steps_fit(reports, checkpoints, resumed_from) -> bool:
+    """Each report names the newest checkpoint handed to the writer by its step or the one before it;
+    the last report names the final one."""
+    for r in reports:
+        handed = [c for c in [resumed_from, *checkpoints] if c is None or c <= r["step"]]
+        if r["checkpoint_step"] not in handed[-2:]:
+            return False
+    return reports[-1]["checkpoint_step"] == checkpoints[-1]
+
+
 def test_iterations_and_learning_rate_schedules():
     tr = SETTINGS.train
     assert training.total_iterations(tr, 60) == math.ceil(2.0 * 60 / 8) == 15
@@ -112,7 +122,9 @@ def test_base_trial_commits_weights_curve_result_and_reports(tmp_path):
     assert set(reports[0]) == {"step", "total_steps", "top1", "loss", "lr", "images_per_second", "checkpoint_step",
                                "checkpoint_unix"} and reports[0]["total_steps"] == 15
     # what the dashboard's checkpoint-age metric is computed from: the newest checkpoint at each report
-    assert [r["checkpoint_step"] for r in reports] == [None, 4, 8, 12, 15]
+    # checkpoints are written in the background: a report may still see the one before the newest
+    # handed over; the last report comes after the final checkpoint is in the store
+    assert _checkpoint_steps_fit(reports, [4, 8, 12, 15], None)
     assert reports[0]["checkpoint_unix"] is None and all(r["checkpoint_unix"] > 0 for r in reports[1:])
     assert all(r["images_per_second"] > 0 for r in reports)
     assert row["top1_final"] == reports[-1]["top1"]
@@ -149,11 +161,50 @@ def test_interrupted_and_resumed_equals_uninterrupted_bitwise(tmp_path):
     reports = []
     resumed = trial.run_trial(SETTINGS, split, report=reports.append)
     assert [r["step"] for r in reports] == [9, 12, 15]  # resumed at the step-8 checkpoint
-    assert [r["checkpoint_step"] for r in reports] == [8, 12, 15]
+    assert _checkpoint_steps_fit(reports, [8, 12, 15], 8)
     assert _same_state(_state(split, SETTINGS.key), _state(whole, SETTINGS.key))
     assert _curve(split, SETTINGS.key) == _curve(whole, SETTINGS.key)
     assert (resumed["top1_final"], resumed["top1_paper"], resumed["steps"]) == \
         (expected["top1_final"], expected["top1_paper"], expected["steps"])
+
+
+class _SlowCheckpointStore:
+    """A local store whose checkpoint uploads take `delay` seconds (like a far S3) or fail at `fail_step`."""
+
+    def __init__(self, inner, delay=0.0, fail_step=None):
+        self.inner, self.delay, self.fail_step, self.threads = inner, delay, fail_step, set()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def write_bytes(self, path, data):
+        if "/ckpt/" in path and path.endswith(".pt"):
+            import threading
+            import time
+            self.threads.add(threading.current_thread().name)
+            if self.fail_step is not None and path.endswith(f"step-{self.fail_step:09d}.pt"):
+                raise st.StoreError(f"upload of {path} failed")
+            time.sleep(self.delay)
+        return self.inner.write_bytes(path, data)
+
+
+def test_checkpoints_upload_off_the_training_thread_and_results_stay_bitwise_equal(tmp_path):
+    expected = trial.run_trial(SETTINGS, _store(tmp_path, "plain"))
+    slow = _SlowCheckpointStore(_store(tmp_path, "slow"), delay=0.2)
+    reports = []
+    row = trial.run_trial(SETTINGS, slow, report=reports.append)
+    assert all(name.startswith("store-writer-") for name in slow.threads) and slow.threads
+    assert _same_state(_state(slow.inner, SETTINGS.key), _state(_store(tmp_path, "plain"), SETTINGS.key))
+    assert (row["top1_final"], row["top1_paper"]) == (expected["top1_final"], expected["top1_paper"])
+    assert records.load_latest_checkpoint(slow.inner, SETTINGS.key) is None  # pruned after the commit
+
+
+def test_a_failed_checkpoint_upload_fails_the_training_with_its_error(tmp_path):
+    store = _SlowCheckpointStore(_store(tmp_path), fail_step=8)
+    with pytest.raises(st.StoreError, match="upload of .*step-000000008.pt failed"):
+        trial.run_trial(SETTINGS, store)
+    assert records.read_result(store.inner, SETTINGS.key) is None
+    assert records.load_latest_checkpoint(store.inner, SETTINGS.key)[0] == 4  # only complete checkpoints
 
 
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):

@@ -5,6 +5,10 @@ torch RNG state for dropout, the data generator state and the current epoch's or
 loss), so on CPU with a fixed thread count an interrupted-then-resumed training ends bitwise equal
 to an uninterrupted one. Checkpoints hold only tensors, numbers, strings, lists and dicts: they
 load with torch.load(weights_only=True).
+
+The loop never waits on the store: a checkpoint (and the progress record that goes with it) is a host
+snapshot handed to a background writer (workers/store_writer.py), at most one in flight. Training
+ends only when its final checkpoint is in the store.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from sweepcore import records
 from sweepcore.settings import TrainSettings, TrialSettings
 from sweepcore.store import Store
 from workers.data import HalfLoader
+from workers.store_writer import BackgroundWriter, host_copy
 
 EVAL_BATCH = 500
 DATA_SEED_OFFSET = 0x9E3779B97F4A7C15  # keeps the data stream distinct from the dropout stream
@@ -139,10 +144,12 @@ def train(model: torch.nn.Module, data: HalfLoader, settings: TrialSettings, sto
     valid checkpoint of settings.key if there is one.
 
     `seed` seeds dropout (torch's global RNG) and the data order/augmentation generator.
-    `report(metrics)` is called after each evaluation (and that step's checkpoint) with step,
-    total_steps, top1, loss (mean training loss since the previous evaluation), lr, images_per_second
-    (since the previous report, evaluation included), checkpoint_step and checkpoint_unix (the newest
-    checkpoint this attempt resumed from or wrote; None before the first). `stop_after=k` raises
+    `report(metrics)` is called after each evaluation (and after that step's checkpoint is handed to
+    the writer) with step, total_steps, top1, loss (mean training loss since the previous
+    evaluation), lr, images_per_second (since the previous report, evaluation included),
+    checkpoint_step and checkpoint_unix (the newest checkpoint in the store: resumed from or written
+    by this attempt, None before the first; the write of this step's may still be in flight, except
+    at the last step). `stop_after=k` raises
     TrainingInterrupted after step k, after that step's checkpoint if one was due.
     """
     key, tr, rt = settings.key, settings.train, settings.runtime
@@ -190,60 +197,72 @@ def train(model: torch.nn.Module, data: HalfLoader, settings: TrialSettings, sto
     def wall() -> float:
         return prior_wall + (time.perf_counter() - started)
 
-    def checkpoint() -> None:
-        blob = io.BytesIO()
-        torch.save({"key": key, "step": step, "total_steps": total,
-                    "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                    "optimizer": optimizer.state_dict(), "curve": curve, "wall_seconds": wall(),
-                    "rng": _rng_states(device), "data_rng": generator.get_state(), "perm": perm,
-                    "loss_sum": float(loss_sum.item()), "loss_count": loss_count}, blob)
-        records.save_checkpoint(store, key, step, blob.getvalue())
-        records.write_progress(store, key, {"step": step, "total_steps": total, "wall_seconds": wall(),
-                                       "top1": curve[-1]["top1"] if curve else None,
-                                       "updated_at": datetime.now(timezone.utc).isoformat()})
-
     # for report(): throughput since the previous report, and the newest checkpoint (None: none yet)
     reported = (step, time.perf_counter())
-    last_checkpoint: tuple[int | None, float | None] = (step if found is not None else None,
-                                                        time.time() if found is not None else None)
+    last_checkpoint: list[tuple[int | None, float | None]] = [(step if found is not None else None,
+                                                               time.time() if found is not None else None)]
+
+    def checkpoint() -> None:
+        snapshot = host_copy({"key": key, "step": step, "total_steps": total, "model": model.state_dict(),
+                              "optimizer": optimizer.state_dict(), "curve": list(curve), "wall_seconds": wall(),
+                              "rng": _rng_states(device), "data_rng": generator.get_state(), "perm": perm,
+                              "loss_sum": float(loss_sum.item()), "loss_count": loss_count})
+        progress = {"step": step, "total_steps": total, "wall_seconds": snapshot["wall_seconds"],
+                    "top1": curve[-1]["top1"] if curve else None}
+
+        def write() -> None:
+            blob = io.BytesIO()
+            torch.save(snapshot, blob)
+            records.save_checkpoint(store, key, progress["step"], blob.getvalue())
+            last_checkpoint[0] = (progress["step"], time.time())
+            records.write_progress(store, key, {**progress, "updated_at": datetime.now(timezone.utc).isoformat()})
+        writer.submit(write)
+
+    writer = BackgroundWriter(key)
     model.train()
-    steps_per_epoch = max(1, data.num_train // batch_size)  # the epoch's last partial batch is dropped
-    while step < total:
-        pos = step % steps_per_epoch
-        if pos == 0 or perm is None:
-            perm = torch.randperm(data.num_train, generator=generator)
-        x, y = data.train_batch(perm[pos * batch_size:(pos + 1) * batch_size], generator, augment)
-        x, y = _to_device(x, device, channels_last), y.to(device)
-        lr = learning_rate(tr, step, total)
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group["lr_mult"]
-        with autocast():
-            loss = F.cross_entropy(forward(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach().double()
-        loss_count += 1
-        step += 1
-        evaluated = step % eval_every == 0 or step == total
-        if evaluated:
-            top1 = evaluate(forward, data, EVAL_BATCH, device, channels_last, autocast)
-            row = {"step": step, "top1": top1, "loss": float(loss_sum.item()) / max(1, loss_count),
-                   "lr": lr, "seconds": wall()}
-            curve.append(row)
-            loss_sum.zero_()
-            loss_count = 0
-        if step % ckpt_every == 0 or step == total:
-            checkpoint()  # the final one too: a crash before the result commit then resumes at the end
-            last_checkpoint = (step, time.time())
-        if evaluated and report is not None:
-            now = time.perf_counter()
-            report({"step": step, "total_steps": total, "top1": top1, "loss": row["loss"], "lr": lr,
-                    "images_per_second": (step - reported[0]) * batch_size / max(now - reported[1], 1e-9),
-                    "checkpoint_step": last_checkpoint[0], "checkpoint_unix": last_checkpoint[1]})
-            reported = (step, now)
-        if stop_after is not None and step >= stop_after:
-            raise TrainingInterrupted(step)
+    try:
+        steps_per_epoch = max(1, data.num_train // batch_size)  # the epoch's last partial batch is dropped
+        while step < total:
+            pos = step % steps_per_epoch
+            if pos == 0 or perm is None:
+                perm = torch.randperm(data.num_train, generator=generator)
+            x, y = data.train_batch(perm[pos * batch_size:(pos + 1) * batch_size], generator, augment)
+            x, y = _to_device(x, device, channels_last), y.to(device)
+            lr = learning_rate(tr, step, total)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group["lr_mult"]
+            with autocast():
+                loss = F.cross_entropy(forward(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach().double()
+            loss_count += 1
+            step += 1
+            evaluated = step % eval_every == 0 or step == total
+            if evaluated:
+                top1 = evaluate(forward, data, EVAL_BATCH, device, channels_last, autocast)
+                row = {"step": step, "top1": top1, "loss": float(loss_sum.item()) / max(1, loss_count),
+                       "lr": lr, "seconds": wall()}
+                curve.append(row)
+                loss_sum.zero_()
+                loss_count = 0
+            if step % ckpt_every == 0 or step == total:
+                checkpoint()  # the final one too: a crash before the result commit then resumes at the end
+            if step == total or (stop_after is not None and step >= stop_after):
+                writer.wait()  # the last checkpoint is in the store before the result (or the interruption)
+            if evaluated and report is not None:
+                now = time.perf_counter()
+                report({"step": step, "total_steps": total, "top1": top1, "loss": row["loss"], "lr": lr,
+                        "images_per_second": (step - reported[0]) * batch_size / max(now - reported[1], 1e-9),
+                        "checkpoint_step": last_checkpoint[0][0], "checkpoint_unix": last_checkpoint[0][1]})
+                reported = (step, now)
+            if stop_after is not None and step >= stop_after:
+                raise TrainingInterrupted(step)
+    except BaseException:
+        writer.close(quiet=True)  # the training's own error is the one to report
+        raise
+    writer.close()
 
     top1s = [row["top1"] for row in curve]
     return TrainOutcome(steps=step, curve=curve, wall_seconds=wall(), top1_final=top1s[-1],
