@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -239,12 +240,30 @@ def _run(spec: SweepSpec, address: Optional[str], verbose: bool = False, force: 
     console.print(f"sweep {spec.name}: {summary.already_done + summary.completed}/{summary.planned} "
                   f"committed ({summary.completed} trained now, {summary.already_done} before) in "
                   f"{summary.wall_seconds:.0f} s; results: {store.uri('results')}")
+    if summary.trained:
+        local = not (address or os.environ.get("RAY_ADDRESS"))
+        console.print(training_times_line(store, summary.trained, local), markup=False)
     if not summary.ok:
         console.print(f"[red]{len(summary.failed)} failed, {len(summary.blocked)} blocked by a failed "
                       f"base[/]: `transfer-sweep status {spec.name} --store {spec.store}` shows the "
                       f"errors; `{resume_command(spec)}` retries them", markup=False)
         return EXIT_FAILED
     return 0
+
+
+def training_times_line(store, keys: list[str], local: bool) -> str:
+    """'trainings: N, median X s each (min-max), T s of training in all[, on <CPU>]': what users
+    compare across machines (`local`: the trainings ran on this machine, so its CPU is named)."""
+    from orchestrator.machine import cpu_line  # noqa: PLC0415 (only where trainings ran)
+    from sweepcore.records import read_results  # noqa: PLC0415 (Arrow only once something trained)
+
+    seconds = sorted(float(s) for s in read_results(store, set(keys)).column("wall_seconds").to_pylist())
+    if not seconds:
+        return "trainings: none read back"
+    median = statistics.median(seconds)
+    where = f", on {cpu_line()}" if local else ""
+    return (f"trainings: {len(seconds)}, {median:.1f} s each (median; {seconds[0]:.1f}-{seconds[-1]:.1f} s), "
+            f"{sum(seconds):.0f} s of training in all{where}")
 
 
 def cmd_status(args) -> int:

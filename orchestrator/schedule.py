@@ -55,6 +55,7 @@ class RunSummary:
     failed: list[str] = field(default_factory=list)   # keys whose trial errored after all retries
     blocked: list[str] = field(default_factory=list)  # keys whose base failed, so never started
     wall_seconds: float = 0.0
+    trained: list[str] = field(default_factory=list)  # keys committed by this run
 
     @property
     def ok(self) -> bool:
@@ -241,6 +242,7 @@ def run_plan(plan: Plan, spec: SweepSpec, store_uri: str, endpoint: Optional[str
         _new_tuner(spec, store_uri, searcher, len(todo), [*(callbacks or []), *tracking]).fit()
     committed = committed_keys(store) & keys
     summary.completed = len(committed) - len(done)
+    summary.trained = sorted(committed - done)
     by_key = plan.by_key()
     missing = [k for k in by_key if k not in committed]
     summary.blocked = sorted(k for k in missing if by_key[k].base_key and by_key[k].base_key not in committed)

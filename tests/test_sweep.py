@@ -109,3 +109,10 @@ def test_rerun_trains_nothing_and_a_second_sweep_reuses_bases(ray_head, tmp_path
     assert len(plan2.bases) == 1
     assert attempt_count(store, plan2.bases[0].key) == 1
     assert "1 already committed" in proc.stderr and "2 trained now" in proc.stderr
+    # what users compare across machines: the trainings' own seconds (a cluster's: no local CPU named)
+    trained = {t.key for t in plan2.trials} - {plan2.bases[0].key}
+    rows = [r for r in read_results(store).to_pylist() if r["key"] in trained]
+    seconds = sorted(r["wall_seconds"] for r in rows)
+    assert (f"trainings: 2, {(seconds[0] + seconds[1]) / 2:.1f} s each (median; {seconds[0]:.1f}-{seconds[1]:.1f} s), "
+            f"{sum(seconds):.0f} s of training in all\n") in proc.stderr
+    assert "trainings:" not in again.stderr  # nothing trained, nothing to time
