@@ -1,29 +1,55 @@
 #!/usr/bin/env bash
-# GPU check for a machine with an NVIDIA GPU, in at most 8 minutes:
+# GPU check for a machine with an NVIDIA GPU, in at most 10 minutes. It measures the whole path a
+# training's images take, not only the model, because that path is what has to reach 15k images/s:
 #   (a) nvidia-smi;
-#   (b) CaffeNet training throughput (images/s) at batch 256 on synthetic uint8 227x227 crops:
-#       fp32 vs bf16 autocast, each with and without channels_last, and their ratios;
-#   (c) the demo sweep with fractional GPUs (4 trials share one GPU), with GPU sampling.
+#   (b) a synthetic ImageNet-layout folder (20 classes x 72 JPEGs of 300x400-ish pixels), prepared by
+#       the real `transfer-sweep data prepare imagenet` twice: --format jpeg and --format raw;
+#   (c) images/s per GPU, each with its ratio to 15k (bench/gpu_data_path.py, the trainings' own
+#       loader): the data path alone (shards -> decode -> crop/mirror/mean on the GPU) for JPEG and raw
+#       shards; then the full step (data path + CaffeNet forward/backward/SGD at batch 256) for fp32
+#       NCHW, fp32 channels_last, bf16 channels_last and bf16 channels_last + torch.compile;
+#   (d) the demo sweep with fractional GPUs (4 trials share one GPU), with GPU sampling, and its status.
 # Usage, from anywhere:  bash bench/gpu_check.sh
-# When $OUT is set, everything printed is also written to $OUT/gpu_check.log.
-# Every step has its own `timeout`, capped by what is left of the overall budget; a failing
-# step is reported and the next one still runs. The exit code is the number of failed steps.
+# When $OUT is set, everything printed is also written to $OUT/gpu_check.log. Sources and stores go to
+# a fresh folder under $TMPDIR (default /tmp), removed at the end unless KEEP_WORK=1.
+# DRY_RUN=1 runs every step on the CPU at toy sizes (nvidia-smi skipped, a 3-trial sweep without
+# GPUs), so that the script is known to run end to end before a GPU machine is paid for; there,
+# SKIP_SWEEP=1 also skips the sweep. Every step has its own `timeout`, capped by what is left of the
+# overall budget; a failing step is reported and the next one still runs. The exit code is the number
+# of failed steps.
 
 set -uo pipefail
 
-BUDGET_S=${BUDGET_S:-460}          # 8 minutes minus a margin for the summary
+BUDGET_S=${BUDGET_S:-570}          # 10 minutes minus a margin for the summary and the clean-up
 SETUP_S=150                        # venv + pip (only when something is missing)
-BENCH_S=150                        # throughput
-SWEEP_S=210                        # demo sweep
+SOURCE_S=60                        # synthetic JPEGs (a few seconds on 16 cores)
+PREPARE_S=90                       # each of the two preparations (local Ray start included)
+BENCH_S=240                        # data path + CaffeNet; torch.compile is most of it
+SWEEP_S=240                        # demo sweep: 23 trainings, 4 at a time on one GPU
+DRY_RUN=${DRY_RUN:-0}
+SKIP_SWEEP=${SKIP_SWEEP:-0}
+# Sizes: the GPU run's source gives a half of 10 classes x 64 images, so batches of 256 cycle
+# through an epoch that stays in the page cache, as a node's half of ImageNet does.
+CLASSES=20 TRAIN_PER_CLASS=64 VAL_PER_CLASS=8 SHARD_SIZE=128 BATCH=256 WARMUP=5 STEPS=30
 # Edit here if the demo sweep's command line changes.
 TS=(transfer-sweep)                # `python -m orchestrator.cli` when the script is missing
-SWEEP_ARGS=(run sweeps/demo.yaml --store /tmp/gpu-store
-            --set resources.gpus=0.25 --set resources.cpus=1)
+SWEEP_ARGS=(run sweeps/demo.yaml --set resources.gpus=0.25 --set resources.cpus=1)
+if [[ $DRY_RUN != 0 ]]; then
+    CLASSES=4 TRAIN_PER_CLASS=8 VAL_PER_CLASS=2 SHARD_SIZE=16 BATCH=8 WARMUP=1 STEPS=2
+    # No GPU to share: the same command with 0 GPUs, cut to 3 trainings of 4 steps of a tiny net.
+    SWEEP_ARGS+=(--set resources.gpus=0 --set 'splits=["random:0"]' --set 'treatments=[base, transfer]'
+                 --set 'layers=[4]' --set train.epochs=null --set train.iterations=4
+                 --set train.eval_every=2 --set train.checkpoint_every=2
+                 --set 'model.widths=[8, 8, 8, 8, 8]' --set model.fc_width=32)
+fi
+export DRY_RUN                     # bench/gpu_data_path.py reads it too
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+TEE_PID=
 if [[ -n "${OUT:-}" ]]; then
     mkdir -p "$OUT"
     exec > >(tee -a "$OUT/gpu_check.log") 2>&1
+    TEE_PID=$!
 fi
 
 FAILED=()
@@ -50,13 +76,22 @@ step() {  # step NAME LIMIT CMD...: run CMD under timeout, record a failure
     timeout --kill-after=10 "$limit" "$@"
     rc=$?
     if ((rc != 0)); then
-        ((rc == 124 || rc == 137)) && echo "--- $name: TIMED OUT after ${limit}s"
+        if ((rc == 124 || rc == 137)); then
+            echo "--- $name: TIMED OUT after ${limit}s"
+            # a killed CLI leaves its private Ray running: it would slow every later step
+            stop_leftover_ray
+        fi
         echo "--- $name: FAILED (exit $rc)"
         FAILED+=("$name")
     else
         echo "--- $name: ok ($((SECONDS - t0)) s)"
     fi
     return "$rc"
+}
+
+skip() {  # skip NAME REASON
+    echo
+    echo "=== $1: skipped ($2) ==="
 }
 
 setup_env() {
@@ -83,7 +118,46 @@ setup_env() {
     fi
 }
 
-echo "gpu_check: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname), repo $(pwd)"
+# Everything this run keeps until the end (source, stores) goes to one folder of its own, so two
+# runs, or a test next to a real run, never share a store.
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX") || exit 1
+SRC=$WORK/src STORE_JPEG=$WORK/store-jpeg STORE_SWEEP=$WORK/store-sweep STORE_RAW=$WORK/store-raw
+# Scratch for every process below: the temp dir of each Ray this script starts (the two
+# preparations, the sweep: each a private local Ray) and everyone's TMPDIR. Short, because Ray's
+# and multiprocessing's socket paths are limited to 107 bytes; ours, so that a step cut off by its
+# timeout leaves nothing running (stop_leftover_ray ends the processes that name it) or lying about.
+SCRATCH_BASE=${TMPDIR:-/tmp}
+((${#SCRATCH_BASE} > 40)) && SCRATCH_BASE=/tmp
+SCRATCH=$(mktemp -d "$SCRATCH_BASE/ts-gc.XXXXXX") || { rm -rf "$WORK"; exit 1; }
+mkdir -p "$SCRATCH/ray" "$SCRATCH/tmp"
+export TRANSFER_SWEEP_RAY_TMP=$SCRATCH/ray TMPDIR=$SCRATCH/tmp
+unset RAY_ADDRESS                  # a Ray Job's or a shell's cluster would be measured instead
+SAMPLER_PID=
+
+stop_leftover_ray() {  # between steps: whatever still names $SCRATCH is a leftover of ours
+    local p pid n=0
+    for p in /proc/[0-9]*; do
+        pid=${p#/proc/}
+        [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
+        if grep -qsF "$SCRATCH" "$p/cmdline" || grep -qsF "$SCRATCH" "$p/environ"; then
+            kill -9 "$pid" 2>/dev/null && n=$((n + 1))
+        fi
+    done
+    ((n == 0)) || echo "stopped $n leftover processes of this run ($SCRATCH)"
+}
+
+clean_up() {
+    [[ -n $SAMPLER_PID ]] && kill "$SAMPLER_PID" 2>/dev/null
+    stop_leftover_ray
+    rm -rf "$SCRATCH"
+    if [[ ${KEEP_WORK:-0} != 0 ]]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap clean_up EXIT
+trap 'exit 130' INT                # so that the EXIT trap cleans up after Ctrl-C or a kill too
+trap 'exit 143' TERM
+
+echo "gpu_check: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname), repo $(pwd), work $WORK, scratch $SCRATCH$(
+    [[ $DRY_RUN != 0 ]] && echo ", DRY_RUN (CPU, toy sizes)")"
 
 # Setup runs in this shell (not under `step`) so that the venv stays active afterwards; its
 # pip commands carry their own timeouts instead.
@@ -96,85 +170,35 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if setup_env; then echo "--- setup: ok"; else echo "--- setup: FAILED"; FAILED+=(setup); fi
 unset -f pip
 command -v transfer-sweep >/dev/null || TS=(python -m orchestrator.cli)
+if [[ $DRY_RUN != 0 ]]; then
+    # Nothing outside $WORK and $SCRATCH: Tune's ~/ray_results, the data cache.
+    export HOME=$WORK/home TRANSFER_SWEEP_CACHE=$WORK/cache
+    mkdir -p "$HOME"
+fi
 
-step "nvidia-smi" 20 nvidia-smi
+if [[ $DRY_RUN != 0 ]]; then
+    skip "nvidia-smi" "DRY_RUN: no GPU needed"
+else
+    step "nvidia-smi" 20 nvidia-smi
+fi
 
-step "caffenet throughput" "$BENCH_S" python - <<'PY'
-"""CaffeNet training steps/s at batch 256: fp32 vs bf16 autocast, NCHW vs channels_last."""
-import time
+# (b) The source is made here, not shipped: ~70 MB of JPEGs whose warp to 256x256 is real work.
+step "synthetic source" "$SOURCE_S" python bench/gpu_data_path.py source "$SRC" --classes "$CLASSES" \
+    --train "$TRAIN_PER_CLASS" --val "$VAL_PER_CLASS"
+# One store per format: a store's LATEST names one prepared version, the one the loader reads.
+for fmt in jpeg raw; do
+    store=$STORE_JPEG
+    [[ $fmt == raw ]] && store=$STORE_RAW
+    step "prepare $fmt shards" "$PREPARE_S" "${TS[@]}" data prepare imagenet --src "$SRC" --store "$store" \
+        --format "$fmt" --shard-size "$SHARD_SIZE"
+done
 
-import torch
-import torch.nn.functional as F
+# (c) The figures are also kept apart, to be repeated after the sweep's long output.
+step "data path + CaffeNet" "$BENCH_S" python bench/gpu_data_path.py measure --jpeg-store "$STORE_JPEG" \
+    --raw-store "$STORE_RAW" --classes "$CLASSES" --batch "$BATCH" --warmup "$WARMUP" --steps "$STEPS" \
+    --figures "$WORK/figures.txt"
 
-from workers.models import build_model
-
-assert torch.cuda.is_available(), "no CUDA device visible to torch"
-dev = torch.device("cuda")
-torch.backends.cudnn.benchmark = True
-print(f"device {torch.cuda.get_device_name(0)}, torch {torch.__version__}, "
-      f"bf16 supported {torch.cuda.is_bf16_supported()}, "
-      f"cudnn.allow_tf32 {torch.backends.cudnn.allow_tf32}, "
-      f"matmul.allow_tf32 {torch.backends.cuda.matmul.allow_tf32}")
-
-BATCH, WARMUP, STEPS = 256, 8, 30
-SETTINGS = {"arch": "caffenet", "num_outputs": 1000, "widths": [96, 256, 384, 384, 256],
-            "fc_width": 4096, "dropout": 0.5, "init": "caffe"}
-# Synthetic uint8 crops already on the GPU, normalised per step as the loader does: this
-# measures the network, not the input pipeline.
-gen = torch.Generator(device=dev).manual_seed(0)
-images = torch.randint(0, 256, (BATCH, 3, 227, 227), dtype=torch.uint8, device=dev, generator=gen)
-labels = torch.randint(0, 1000, (BATCH,), device=dev, generator=gen)
-mean = torch.tensor([123.7, 116.3, 103.5], device=dev).view(1, 3, 1, 1)
-
-
-def images_per_second(bf16: bool, channels_last: bool) -> float:
-    torch.manual_seed(0)
-    model = build_model(SETTINGS).to(dev)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-
-    def one_step():
-        x = (images.float() - mean).contiguous(memory_format=fmt)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(x), labels)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss
-
-    for _ in range(WARMUP):
-        one_step()
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(STEPS):
-        loss = one_step()
-    torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
-    assert torch.isfinite(loss).item(), f"loss is {loss.item()}"
-    return BATCH * STEPS / dt
-
-
-results = {}
-for bf16 in (False, True):
-    for cl in (False, True):
-        name = f"{'bf16' if bf16 else 'fp32'} {'channels_last' if cl else 'NCHW'}"
-        torch.cuda.reset_peak_memory_stats()
-        ips = images_per_second(bf16, cl)
-        results[(bf16, cl)] = ips
-        print(f"{name:<20} {ips:9.0f} images/s   peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
-
-print(f"bf16/fp32 (NCHW):          {results[(True, False)] / results[(False, False)]:.2f}x")
-print(f"bf16/fp32 (channels_last): {results[(True, True)] / results[(False, True)]:.2f}x")
-print(f"channels_last/NCHW (fp32): {results[(False, True)] / results[(False, False)]:.2f}x")
-print(f"channels_last/NCHW (bf16): {results[(True, True)] / results[(True, False)]:.2f}x")
-best = max(results, key=results.get)
-print(f"best: {'bf16' if best[0] else 'fp32'} {'channels_last' if best[1] else 'NCHW'} "
-      f"{results[best]:.0f} images/s = {results[best] * 3600 / 645e3:.1f} epochs/h of one "
-      f"ImageNet half (~645k images)")
-PY
-
-# (c) demo sweep. A background sampler prints GPU use and the number of processes on the GPU
+# (d) demo sweep. A background sampler prints GPU use and the number of processes on the GPU
 # every 5 s: with gpus=0.25, up to 4 trials should share it.
 sample_gpu() {
     while true; do
@@ -184,16 +208,40 @@ sample_gpu() {
         sleep 5
     done
 }
-rm -rf /tmp/gpu-store
-sample_gpu > /tmp/gpu_check_samples.txt 2>&1 &
-SAMPLER_PID=$!
-step "demo sweep (gpus=0.25)" "$SWEEP_S" "${TS[@]}" "${SWEEP_ARGS[@]}"
-kill "$SAMPLER_PID" 2>/dev/null
-wait "$SAMPLER_PID" 2>/dev/null
-echo "GPU samples during the sweep:"
-cat /tmp/gpu_check_samples.txt
-step "sweep status" 30 "${TS[@]}" status demo --store /tmp/gpu-store
+if [[ $DRY_RUN != 0 && $SKIP_SWEEP != 0 ]]; then
+    skip "demo sweep" "SKIP_SWEEP=1 in a dry run"
+else
+    [[ $SKIP_SWEEP == 0 ]] || echo "SKIP_SWEEP=$SKIP_SWEEP ignored: only a dry run may skip the sweep"
+    gpus=0.25
+    if [[ $DRY_RUN == 0 ]]; then
+        sample_gpu > "$WORK/gpu_samples.txt" 2>&1 &
+        SAMPLER_PID=$!
+    else
+        gpus=0
+    fi
+    step "demo sweep (gpus=$gpus)" "$SWEEP_S" "${TS[@]}" "${SWEEP_ARGS[@]}" --store "$STORE_SWEEP"
+    if [[ -n $SAMPLER_PID ]]; then
+        kill "$SAMPLER_PID" 2>/dev/null
+        wait "$SAMPLER_PID" 2>/dev/null
+        SAMPLER_PID=
+        echo "GPU samples during the sweep:"
+        cat "$WORK/gpu_samples.txt"
+    else
+        echo "GPU samples: none (DRY_RUN: no nvidia-smi)"
+    fi
+    step "sweep status" 30 "${TS[@]}" status demo --store "$STORE_SWEEP"
+fi
 
 echo
+echo "=== figures (images/s per GPU, ratio to 15k) ==="
+cat "$WORK/figures.txt" 2>/dev/null || echo "none: the data path + CaffeNet step failed"
+echo
 echo "=== summary: $((SECONDS - START)) s, failed steps: ${#FAILED[@]}${FAILED[*]:+ (${FAILED[*]})} ==="
+clean_up
+trap - EXIT
+# The log is complete only when tee has written it all: a test reads it as soon as this exits.
+if [[ -n $TEE_PID ]]; then
+    exec >&- 2>&-
+    wait "$TEE_PID"
+fi
 exit "${#FAILED[@]}"
