@@ -29,6 +29,8 @@ WORKDIR /app
 ARG RAY_VERSION=2.60.0
 
 # Dependencies first, from pyproject.toml alone, so that a code change does not reinstall them.
+# torchvision (0.25 pairs with torch 2.10) only for nvJPEG: trials decode JPEG shards on the GPU with it
+# (docs/performance.md); the base image normally has it already.
 # Keep the base image's CUDA torch: the constraint makes pip fail loudly, instead of silently
 # downloading a different multi-GB torch, if pyproject.toml ever asks for another version.
 COPY pyproject.toml README.md ./
@@ -36,6 +38,9 @@ RUN python -c "import torch; print('torch==' + torch.__version__)" > /tmp/constr
  && echo "ray==${RAY_VERSION}" >> /tmp/constraints.txt \
  && python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > /tmp/requirements.txt \
  && pip install --no-cache-dir -c /tmp/constraints.txt -r /tmp/requirements.txt \
+ && { python -c "import torchvision.io" 2>/dev/null \
+      || pip install --no-cache-dir -c /tmp/constraints.txt "torchvision==0.25.*"; } \
+ && python -c "from torchvision.io import decode_jpeg" \
  && rm /tmp/constraints.txt /tmp/requirements.txt
 
 # Then the project itself. One COPY per directory: `COPY a b ./` would copy the *contents* of
