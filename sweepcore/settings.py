@@ -28,14 +28,21 @@ UNHASHED = ("key", "sweep", "name", "runtime")
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """The network: CaffeNet-shaped, `small` for 28x28 inputs or `caffenet` for 227x227."""
+    """The network: CaffeNet-shaped (`small` for 28x28 inputs, `caffenet` for 227x227), a CIFAR-style
+    `resnet`, or whatever a user's `factory` builds. The fields after `init` came with models beyond
+    CaffeNet: None for `small`/`caffenet`, and then left out of the key (so those keys never changed)."""
 
-    arch: str
+    arch: str  # "small", "caffenet", "resnet" or "factory"
     num_outputs: int
-    widths: tuple[int, ...]  # conv1..conv5 channels
-    fc_width: int  # fc6 and fc7
+    widths: tuple[int, ...]  # small/caffenet: conv1..conv5 channels; resnet: each stage's channels
+    fc_width: int  # small/caffenet: fc6 and fc7 (resnet, factory: 0)
     dropout: float
-    init: str  # "kaiming" or "caffe"
+    init: str  # "kaiming" or "caffe" (resnet, factory: "default", each module's own reset_parameters)
+    cut_points: Optional[tuple[str, ...]] = None  # the named submodules n counts, the head last
+    blocks: Optional[tuple[int, ...]] = None  # resnet: residual blocks per stage
+    in_channels: Optional[int] = None  # resnet, factory: channels of the input images
+    factory: Optional[str] = None  # "package.module:function" returning (module, cut points)
+    frozen_bn: Optional[str] = None  # batch norm in frozen blocks: "frozen" (eval mode) or "adapt"
 
 
 @dataclass(frozen=True)
@@ -112,9 +119,16 @@ class TrialSettings:
         return dataclasses.replace(self, key=trial_key(self.to_dict()))
 
 
+# Fields added to ModelSettings after keys were published: hashed only when set (not None).
+LATER_MODEL_FIELDS = ("cut_points", "blocks", "in_channels", "factory", "frozen_bn")
+
+
 def trial_key(settings: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of the hashed settings, first 16 hex digits."""
     hashed = {k: v for k, v in settings.items() if k not in UNHASHED}
+    if isinstance(hashed.get("model"), dict):
+        hashed["model"] = {k: v for k, v in hashed["model"].items()
+                           if not (k in LATER_MODEL_FIELDS and v is None)}
     text = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -132,6 +146,8 @@ def _build(cls: type, raw: Any, where: str) -> Any:
         raise ValueError(f"{where}: expected a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    if cls is ModelSettings:  # settings written before these fields existed: they were None
+        raw = {**{n: None for n in LATER_MODEL_FIELDS}, **raw}
     missing, unknown = [n for n in names if n not in raw], sorted(set(raw) - set(names))
     if missing or unknown:
         raise ValueError(f"{where}: missing fields {missing}, unknown fields {unknown}")

@@ -73,10 +73,22 @@ def test_settings_are_complete():
     trial = [t for t in make_plan(parse_spec(spec_dict())).trials if t.treatment == "transfer"][0]
     s = trial.settings.to_dict()
     assert s["model"] == {"arch": "small", "num_outputs": 20, "widths": [16, 32, 48, 48, 32],
-                          "fc_width": 256, "dropout": 0.5, "init": "kaiming"}
+                          "fc_width": 256, "dropout": 0.5, "init": "kaiming", "cut_points": None, "blocks": None,
+                          "in_channels": None, "factory": None, "frozen_bn": None}
     assert None not in (s["train"]["batch_size"], s["train"]["lr"], s["train"]["eval_every"])
     assert s["runtime"] == {"device": "cpu", "threads": 1, "channels_last": True, "data_parallel": 1}
     assert s["frozen"] is True and s["n"] in (1, 2) and s["base_key"]
+
+
+def test_model_fields_added_later_change_no_existing_key_and_old_settings_still_read():
+    trial = make_plan(parse_spec(spec_dict())).trials[0]
+    s = trial.settings.to_dict()
+    old = {**s, "model": {k: v for k, v in s["model"].items() if k in
+                          ("arch", "num_outputs", "widths", "fc_width", "dropout", "init")}}
+    assert trial_key(old) == trial.key  # the key of settings written before the fields existed
+    assert TrialSettings.from_dict(old) == trial.settings  # and such settings still read back
+    with_bn = {**s, "model": {**s["model"], "frozen_bn": "adapt"}}
+    assert trial_key(with_bn) != trial.key  # once set, a field is part of the key
 
 
 def test_random_and_all_split():
