@@ -29,12 +29,17 @@ META_SWEEP, META_SPEC, META_STORE = "transfer_sweep", "transfer_sweep_spec", "tr
 
 
 LATER_SPEC_FIELDS = ("mlflow",)
+# model fields added later, with the value that means "not used": left out of the digest at that value
+LATER_MODEL_FIELDS = {"factory": None, "blocks": None, "cut_points": None, "frozen_bn": "frozen"}
 
 
 def spec_digest(spec: SweepSpec) -> str:
     """First 10 hex chars of the sha256 of the effective spec (store and overrides included)."""
     # a field added later is left out while unset, so the digests of specs written before it stay put
-    unset_later = {name for name in LATER_SPEC_FIELDS if getattr(spec, name) is None}
+    unset_later: dict = {name: True for name in LATER_SPEC_FIELDS if getattr(spec, name) is None}
+    unset_model = {name for name, unused in LATER_MODEL_FIELDS.items() if getattr(spec.model, name) == unused}
+    if unset_model:
+        unset_later["model"] = unset_model
     canonical = json.dumps(spec.model_dump(mode="json", exclude=unset_later), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:10]
 

@@ -9,7 +9,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from orchestrator.spec import SweepSpec
+from orchestrator.spec import RESNET_WIDTHS, SweepSpec
+from sweepcore.cut_points import resnet_cut_points
 from sweepcore.settings import PROTOCOL_VERSION, ModelSettings, RuntimeSettings, TrainSettings, TrialSettings, trial_key
 from sweepcore.vocabulary import ALL_HALF, FROZEN_TREATMENTS, TREATMENTS, dataset_info, display_name, other_half
 
@@ -57,10 +58,25 @@ class Plan:
 def resolve_model(spec: SweepSpec) -> ModelSettings:
     """The model settings with every default filled in from the arch and the dataset."""
     m = spec.model
+    info = dataset_info(spec.dataset)
+    outputs = m.num_outputs or info.num_classes
+    if m.factory is not None:
+        if not m.cut_points:
+            raise ValueError(f"model.factory {m.factory}: its cut points are not resolved (the CLI asks the factory "
+                             "when it loads the spec)")
+        return ModelSettings(arch="factory", num_outputs=outputs, widths=(), fc_width=0, dropout=m.dropout,
+                             init="default", cut_points=tuple(m.cut_points), in_channels=info.channels,
+                             factory=m.factory, frozen_bn=m.frozen_bn)
+    if m.arch == "resnet":
+        widths = tuple(m.widths or RESNET_WIDTHS)
+        blocks = tuple(m.blocks or (2,) * len(widths))
+        return ModelSettings(arch="resnet", num_outputs=outputs, widths=widths, fc_width=0, dropout=m.dropout,
+                             init="default", cut_points=resnet_cut_points(blocks), blocks=blocks,
+                             in_channels=info.channels, frozen_bn=m.frozen_bn)
     defaults = MODEL_DEFAULTS[m.arch]
     return ModelSettings(
         arch=m.arch,
-        num_outputs=m.num_outputs or dataset_info(spec.dataset).num_classes,
+        num_outputs=outputs,
         widths=tuple(m.widths) if m.widths else tuple(defaults["widths"]),
         fc_width=m.fc_width or defaults["fc_width"],
         dropout=m.dropout,
@@ -113,7 +129,7 @@ def make_plan(spec: SweepSpec) -> Plan:
 
     for entry in spec.splits:
         treatments = entry.treatments or spec.treatments
-        layers = entry.layers or spec.layers
+        layers = spec.study_layers(entry.layers)
         directions = entry.directions or spec.directions
         targets = [ALL_HALF] if entry.split == ALL_HALF else [d.split("->")[1] for d in directions]
         for seed in spec.seeds:

@@ -24,6 +24,7 @@ from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
+from sweepcore.cut_points import CAFFENET_CUT_POINTS, resnet_cut_points
 from sweepcore.vocabulary import (
     ALL_HALF,
     CROSS_HALF_TREATMENTS,
@@ -37,6 +38,7 @@ from sweepcore.vocabulary import (
 )
 
 SPLIT_PATTERN = re.compile(r"^(random:\d+|natman|all)$")
+MAX_LAYER = 97  # the most blocks a resnet spec allows (6 stages x 16) + its stem
 
 MAX_SPEC_BYTES = 1_000_000  # "1 MB": the largest spec shipped is a few kB
 MAX_YAML_NODES = 10_000  # a spec needs a few hundred; aliases count as copies of what they name
@@ -56,25 +58,67 @@ class _Frozen(BaseModel):
 
 
 class ModelSpec(_Frozen):
-    """The network. `small` is CaffeNet-shaped for 28x28 inputs; `caffenet` is the paper's network."""
+    """The network. `small` is CaffeNet-shaped for 28x28 inputs; `caffenet` is the paper's network;
+    `resnet` a CIFAR-style ResNet (stem, residual blocks, head: each a cut point); `factory` any
+    torch module a user's function builds, with the cut points it declares."""
 
-    arch: Literal["small", "caffenet"] = Field("small", description="network family")
-    widths: Optional[tuple[int, int, int, int, int]] = Field(
-        None, description="conv1..conv5 channels (default small 16/32/48/48/32, caffenet 96/256/384/384/256)")
+    arch: Literal["small", "caffenet", "resnet"] = Field("small", description="network family")
+    factory: Optional[str] = Field(
+        None, description="'package.module:function' returning (module, cut point names, head last); replaces arch")
+    widths: Optional[tuple[int, ...]] = Field(
+        None, description="small/caffenet: conv1..conv5 channels (default small 16/32/48/48/32, caffenet "
+                          "96/256/384/384/256); resnet: channels per stage (default 16/32/64)")
+    blocks: Optional[tuple[int, ...]] = Field(None, description="resnet: residual blocks per stage (default 2/2/2)")
+    cut_points: Optional[tuple[str, ...]] = Field(
+        None, description="factory: the cut points, filled in from the factory when the spec is loaded")
     fc_width: Optional[int] = Field(None, gt=0, description="fc6/fc7 width (default small 256, caffenet 4096)")
-    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout after fc6 and fc7")
+    dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout after fc6 and fc7; resnet, factory: before the "
+                                                         "head where the network has one (resnet specs usually set 0)")
     init: Optional[Literal["kaiming", "caffe"]] = Field(
         None, description="init rule (default small kaiming: Caffe's init leaves the small net at chance)")
     num_outputs: Optional[int] = Field(
         None, gt=0, description="fc8 width (default: the dataset's class count, as the paper used 1000 for halves)")
+    frozen_bn: Literal["frozen", "adapt"] = Field(
+        "frozen", description="batch norm inside frozen layers: frozen (running statistics kept, eval mode) "
+                              "or adapt (statistics follow the new data)")
 
-    @field_validator("widths")
-    @classmethod
-    def _even_widths(cls, widths):
+    @model_validator(mode="after")
+    def _shape(self):
+        # by value, not by what was written: a spec read back from the store has every field written
+        given = {name for name in ("widths", "blocks", "fc_width", "init") if getattr(self, name) is not None}
+        if self.factory is not None:
+            if self.arch != "small":
+                raise ValueError("give model.arch or model.factory, not both (a factory builds its own network)")
+            if not FACTORY_PATTERN.match(self.factory):
+                raise ValueError(f"factory {_excerpt(self.factory)} is not 'package.module:function'")
+            extra = sorted(given)
+            if extra:
+                raise ValueError(f"{extra[0]} is for the built-in networks: a factory builds its own")
+            return self
+        if self.cut_points is not None:
+            raise ValueError("cut_points come from a factory (model.factory): built-in networks have their own")
+        if self.arch == "resnet":
+            widths, blocks = self.widths or RESNET_WIDTHS, self.blocks or (2,) * len(self.widths or RESNET_WIDTHS)
+            if len(widths) != len(blocks) or not 1 <= len(widths) <= 6:
+                raise ValueError(f"resnet widths and blocks give one number per stage, 1 to 6 stages "
+                                 f"(got {len(widths)} widths, {len(blocks)} blocks)")
+            if any(w <= 0 for w in widths) or any(not 1 <= b <= 16 for b in blocks):
+                raise ValueError("resnet widths must be positive and blocks 1..16 per stage")
+            extra = sorted(given & {"fc_width", "init"})
+            if extra:
+                raise ValueError(f"{extra[0]} is for the CaffeNet-shaped networks (resnet has one fc head and "
+                                 "PyTorch's default init)")
+            return self
+        if self.blocks is not None:
+            raise ValueError("blocks is for arch resnet")
         # conv2, conv4, conv5 use two groups, as in CaffeNet: channel counts must split in two.
-        if widths is not None and any(w <= 0 or w % 2 for w in widths):
-            raise ValueError("every width must be a positive even number (conv layers use 2 groups)")
-        return widths
+        if self.widths is not None and (len(self.widths) != 5 or any(w <= 0 or w % 2 for w in self.widths)):
+            raise ValueError("widths: give 5 conv widths, each a positive even number (conv layers use 2 groups)")
+        return self
+
+
+RESNET_WIDTHS = (16, 32, 64)
+FACTORY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class TrainSpec(_Frozen):
@@ -185,7 +229,8 @@ class SweepSpec(_Frozen):
     dataset: str = Field(description="dataset: " + ", ".join(DATASETS))
     splits: tuple[SplitSpec, ...] = Field(min_length=1, description="class splits to run")
     treatments: tuple[Treatment, ...] = Field(min_length=1, description="treatments: " + ", ".join(TREATMENTS))
-    layers: tuple[int, ...] = Field(LAYERS, min_length=1, description="layers n to cut at: subset of 1..7")
+    layers: tuple[int, ...] = Field(LAYERS, min_length=1, description="layers n to cut at: subset of 1..7 for the "
+                                    "CaffeNet shapes, of 1..(cut points - 1) for others (default: all of them)")
     directions: tuple[Direction, ...] = Field(DIRECTIONS, min_length=1, description="A->B (target B), B->A")
     seeds: tuple[int, ...] = Field((0,), min_length=1, description="replicate seeds")
     model: ModelSpec = Field(default_factory=ModelSpec, description="network")
@@ -230,6 +275,30 @@ class SweepSpec(_Frozen):
         return _check_layers(layers)
 
     @model_validator(mode="after")
+    def _layers_fit_the_model(self):
+        cuts = cut_count(self.model)
+        if cuts is None:  # a factory before its cut points are known: checked once they are
+            return self
+        named = [("layers", self.layers)] if self.layers != LAYERS else []
+        named += [(f"splits[{i}].layers", e.layers) for i, e in enumerate(self.splits) if e.layers]
+        for where, layers in named:
+            bad = [n for n in layers if n >= cuts]
+            if bad:
+                raise ValueError(f"{where}: layer {bad[0]} is not allowed (allowed: 1..{cuts - 1}): this model "
+                                 f"has {cuts} cut points and the last, the head, is always new")
+        return self
+
+    def study_layers(self, entry_layers: Optional[tuple[int, ...]] = None) -> tuple[int, ...]:
+        """The n a split entry runs: its own layers, else the spec's, where the default (1..7) means
+        every cut point of the model but the head."""
+        if entry_layers:
+            return entry_layers
+        cuts = cut_count(self.model)
+        if self.layers == LAYERS and cuts is not None:
+            return tuple(range(1, cuts))
+        return self.layers
+
+    @model_validator(mode="after")
     def _transfer_needs_halves(self):
         for i, entry in enumerate(self.splits):
             if entry.split == ALL_HALF and entry.treatments is None:
@@ -240,12 +309,23 @@ class SweepSpec(_Frozen):
         return self
 
 
+def cut_count(model: ModelSpec) -> Optional[int]:
+    """How many cut points the spec's network has (the head included); None for a factory whose cut
+    points are not known yet."""
+    if model.factory is not None:
+        return len(model.cut_points) if model.cut_points else None
+    if model.arch == "resnet":
+        return len(resnet_cut_points(model.blocks or (2,) * len(model.widths or RESNET_WIDTHS)))
+    return len(CAFFENET_CUT_POINTS)
+
+
 def _check_layers(layers):
     if layers is None:
         return layers
-    bad = [n for n in layers if n not in LAYERS]
+    bad = [n for n in layers if not 1 <= n <= MAX_LAYER]
     if bad:
-        raise ValueError(f"layer {bad[0]} is not allowed (allowed: 1..7)")
+        raise ValueError(f"layer {bad[0]} is not allowed (allowed: 1..7 for the CaffeNet shapes, 1..cut points - 1 "
+                         "for others)")
     if len(set(layers)) != len(layers):
         raise ValueError("layers must not repeat")
     return tuple(sorted(layers))

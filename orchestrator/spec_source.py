@@ -6,11 +6,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 
 import yaml
 
 from orchestrator.errors import UsageError
-from orchestrator.spec import SweepSpec, load_spec, parse_spec, read_spec_mapping
+from orchestrator.spec import SpecError, SweepSpec, load_spec, parse_spec, read_spec_mapping
 from sweepcore.layout import SPEC_FILE, spec_path
 from sweepcore.records import read_data_version
 from sweepcore.store import Store, absolute_uri, open_store
@@ -25,7 +28,42 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     spec = spec.model_copy(update={"store": absolute_uri(getattr(args, "store", None) or spec.store)})
     if getattr(args, "endpoint", None):
         spec = spec.model_copy(update={"endpoint": args.endpoint})
-    return spec
+    return with_factory_cut_points(spec, args.spec)
+
+
+PROBE_TIMEOUT = 300  # seconds: importing a user's model library (timm, say) can take a while
+
+
+def with_factory_cut_points(spec: SweepSpec, where: object = "spec") -> SweepSpec:
+    """The spec with its factory model's cut points filled in, asked from the factory itself in a
+    subprocess (`python -m workers.factory probe`: the driver never imports torch). A factory that
+    cannot be imported, fails, or declares cut points that are not its submodules is a UsageError
+    (one line); so are `layers` beyond its cut points."""
+    model = spec.model
+    if model.factory is None or model.cut_points:
+        return spec
+    info = dataset_info(spec.dataset)
+    command = [sys.executable, "-m", "workers.factory", "probe", model.factory,
+               "--num-outputs", str(model.num_outputs or info.num_classes), "--in-channels", str(info.channels)]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=PROBE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"{where}: model.factory {model.factory} did not build a network within "
+                         f"{PROBE_TIMEOUT} s") from None
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        raise UsageError(f"{where}: model.factory {model.factory}: "
+                         f"{lines[-1] if lines else f'the probe exited {proc.returncode}'}")
+    try:
+        cut_points = json.loads(proc.stdout)["cut_points"]
+    except (ValueError, KeyError, TypeError):
+        raise UsageError(f"{where}: model.factory {model.factory}: the probe printed no cut points") from None
+    raw = spec.model_dump(mode="json")
+    raw["model"]["cut_points"] = cut_points
+    try:
+        return parse_spec(raw, source=str(where))
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def stored_spec(sweep: str, store_uri: str | None, endpoint: str | None) -> SweepSpec:

@@ -50,6 +50,7 @@ class DatasetInfo:
     # sources, with each array's content hash); None when a version is whatever was prepared into the
     # store (ImageNet: the digest in datasets/imagenet/LATEST).
     recipe: Optional[dict[str, Any]] = field(default=None, compare=False)
+    channels: int = 3  # of its images: what a resnet's or a factory's first layer takes
 
     @property
     def pinned_version(self) -> Optional[str]:
@@ -72,7 +73,7 @@ FASHION_ANIMALS_RECIPE = {
                 "test_x": "d52912622aeb5e3d", "test_y": "8a7a104d8e9f0ffb"}}
 
 DATASETS = {
-    "fashion-animals": DatasetInfo("fashion-animals", 20, "small", 800, 200, FASHION_ANIMALS_RECIPE),
+    "fashion-animals": DatasetInfo("fashion-animals", 20, "small", 800, 200, FASHION_ANIMALS_RECIPE, channels=1),
     "imagenet": DatasetInfo("imagenet", 1000, "caffenet", 1281, 50),
 }
 

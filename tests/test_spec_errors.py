@@ -41,7 +41,7 @@ CASES = [
     ("unknown field", _set(["colour"], "red"), ["colour: unknown field", "allowed: name, dataset, splits"]),
     ("unknown nested field", _set(["train", "lr_sched"], "x"), ["train.lr_sched: unknown field", "lr_schedule"]),
     ("wrong type", _set(["train", "batch_size"], "big"), ["train.batch_size", "integer", "'big'"]),
-    ("layer 0", _set(["layers"], [0, 1]), ["layers", "layer 0 is not allowed (allowed: 1..7)"]),
+    ("layer 0", _set(["layers"], [0, 1]), ["layers", "layer 0 is not allowed (allowed: 1..7 for the CaffeNet shapes"]),
     ("layer 8", _set(["layers"], [1, 8]), ["layers", "layer 8 is not allowed (allowed: 1..7)"]),
     ("unknown treatment", _set(["treatments"], ["base", "fintune"]),
      ["treatments[1]", "'fintune' is not allowed", "'selffer+'", "'random'"]),

@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sweepcore.cut_points import CAFFENET_CUT_POINTS
 from sweepcore.settings import ModelSettings
 
-LAYER_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
+LAYER_NAMES = CAFFENET_CUT_POINTS  # conv1..conv5, fc6, fc7, fc8: the paper's layers are the cut points
 LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 1.0
 CAFFE_STD = {"conv1": 0.01, "conv2": 0.01, "conv3": 0.01, "conv4": 0.01, "conv5": 0.01,
              "fc6": 0.005, "fc7": 0.005, "fc8": 0.01}

@@ -31,7 +31,7 @@ from sweepcore import store as st
 from sweepcore.settings import TrialSettings
 from sweepcore.vocabulary import COPYING_TREATMENTS, TREATMENTS
 from workers.data import load_half
-from workers.models import build_model
+from workers.networks import build_network, cut_points_of
 from workers.surgery import transplant
 from workers.train import TrainOutcome, train
 
@@ -140,9 +140,10 @@ def run_trial(settings: TrialSettings, store: st.Store, report: Callable[[dict],
     torch.set_num_threads(settings.runtime.threads)
     data = load_half(settings.dataset, settings.split, settings.target_half, store, settings.data)
     base = load_base_weights(store, settings.base_key) if settings.base_key else None
-    model = build_model(settings.model, torch.Generator().manual_seed(derive_seed(settings.seed, key, "build")))
+    model = build_network(settings.model, torch.Generator().manual_seed(derive_seed(settings.seed, key, "build")))
     transplant(model, base, settings.n, settings.frozen,
-               torch.Generator().manual_seed(derive_seed(settings.seed, key, "init")))
+               torch.Generator().manual_seed(derive_seed(settings.seed, key, "init")),
+               cut_points_of(settings.model), settings.model.frozen_bn)
     outcome = train(model, data, settings, store, seed=derive_seed(settings.seed, key, "train"),
                     report=report, stop_after=stop_after)
     weights_sha256 = None
