@@ -39,7 +39,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("sweepcore.store").setLevel(logging.INFO if args.verbose else logging.ERROR)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        if "ray" in sys.modules:  # only commands that ran something import Ray
+            from orchestrator.ray_session import disconnect  # noqa: PLC0415
+            if disconnect():
+                _exit_now(code)
+        return code
     except (SpecError, StoreError, UsageError) as exc:
         print(f"transfer-sweep: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -50,6 +55,18 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("transfer-sweep: interrupted; committed results are kept, run `resume` to finish",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _exit_now(code: int) -> None:
+    """Exit once everything is said and Ray is left: skip the interpreter's teardown of Ray's and
+    Tune's modules and threads (~1.3 s measured), which saves nothing a user needs."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 ADDRESS_HELP = ("Ray cluster address, or auto for the cluster running on this machine "

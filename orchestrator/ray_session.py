@@ -17,6 +17,11 @@ import ray
 from orchestrator.driver_log import route_ray_output
 
 RAY_TMP_ENV = "TRANSFER_SWEEP_RAY_TMP"  # a short temp dir for a private Ray (socket paths are limited)
+# What Ray's idle worker processes import before any work comes: each trial runs in a fresh actor (the
+# dashboard names actors after their trial, and Ray fixes that name when one starts), so without this
+# every trial would pay for importing Tune and torch (~2 s here). Cluster nodes get the same list
+# through RAY_preload_python_modules (cluster.yaml).
+PRELOAD_MODULES = ("ray.tune", "orchestrator.trainable", "workers.trial")
 
 
 def connect(address: Optional[str], dashboard: bool = True,
@@ -35,7 +40,8 @@ def connect(address: Optional[str], dashboard: bool = True,
         ctx = ray.init(address=address, **kwargs)
     else:
         ctx = ray.init(address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                       _temp_dir=os.environ.get(RAY_TMP_ENV), **kwargs)
+                       _temp_dir=os.environ.get(RAY_TMP_ENV),
+                       _system_config={"preload_python_modules": list(PRELOAD_MODULES)}, **kwargs)
     if log_file is not None:
         route_ray_output(log_file)  # again: init starts the thread that prints the cluster's errors
     return True, _dashboard_url(ctx)
@@ -46,3 +52,14 @@ def _dashboard_url(ctx: Any) -> Optional[str]:
     if not url:
         return None
     return url if url.startswith("http") else f"http://{url}"
+
+
+
+def disconnect() -> bool:
+    """Leave Ray as a command's last step; True when this process was connected. A private local Ray
+    is torn down without waiting for its processes to exit (every result is in the store by now), and
+    without the half second Ray's own exit hook sleeps for log lines this CLI routes itself."""
+    if not ray.is_initialized():
+        return False
+    ray.shutdown()
+    return True

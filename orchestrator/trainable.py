@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import traceback
 from typing import Iterator
@@ -43,6 +44,7 @@ HEARTBEAT_SECONDS = 10.0  # status calls an attempt interrupted after a few miss
 def _trainable(config: dict) -> None:
     """Tune trainable. `config`: settings (TrialSettings as a dict), store_uri, endpoint, run (the
     driver run's id: retries count attempts of this run only) and retries."""
+    warm = "workers.trial" in sys.modules  # preloaded by Ray before the trial came (ray_session.PRELOAD)
     from workers.trial import run_trial  # noqa: PLC0415 (the driver must not import torch)
 
     settings = TrialSettings.from_dict(config["settings"])
@@ -59,10 +61,11 @@ def _trainable(config: dict) -> None:
             print(f"gave up: {give_up_line(steps, last)}", flush=True)
             tune.report({"gave_up": 1, "committed": 0})
             return
-        record_attempt(store, key, run=run)
+        record_attempt(store, key, run=run, warm=warm)
         where = f"step {steps[-1]}" if steps[-1] else "the start"
         print(f"trial {settings.name} [{key}] of sweep {settings.sweep}: training from {where} on node "
-              f"{ray.util.get_node_ip_address()}, GPUs {ray.get_gpu_ids() or 'none'}", flush=True)
+              f"{ray.util.get_node_ip_address()}, GPUs {ray.get_gpu_ids() or 'none'}, "
+              f"{'warm' if warm else 'cold'} worker", flush=True)
 
     def report(values: dict) -> None:
         metrics.reported(values)

@@ -289,12 +289,13 @@ def newest_checkpoint_step(store: Store, key: str) -> int:
     return steps[-1] if steps else 0
 
 
-def record_attempt(store: Store, key: str, run: str | None = None) -> str:
+def record_attempt(store: Store, key: str, run: str | None = None, warm: bool | None = None) -> str:
     """Record that an attempt at `key` starts in this process; returns its path. Fields: at, pid,
     host, run (the driver run that started it), resume_step (the newest checkpoint step present now,
-    0 if none: where it will resume unless that checkpoint fails verification)."""
+    0 if none: where it will resume unless that checkpoint fails verification), warm (whether the
+    worker process had the training code imported before the trial came: Ray's preloaded workers)."""
     record = {"pid": os.getpid(), "host": socket.gethostname(), "run": run,
-              "resume_step": newest_checkpoint_step(store, key)}
+              "resume_step": newest_checkpoint_step(store, key), "warm": warm}
     return _commit_record(store, attempts_prefix(key), record)
 
 

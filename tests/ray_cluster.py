@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.ray_session import PRELOAD_MODULES
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -45,6 +47,7 @@ def start_head(num_cpus: int = 2, env: dict | None = None) -> RayHead:
     temp_dir = tempfile.mkdtemp(prefix="ts-", dir="/tmp")
     gcs, dash, metrics = free_port(), free_port(), free_port()
     env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
+           "RAY_preload_python_modules": ",".join(PRELOAD_MODULES),  # as the Docker image sets it
            "RAY_USAGE_STATS_ENABLED": "0", "TRANSFER_SWEEP_RAY_TMP": temp_dir, **(env or {})}
     ray_bin = str(Path(sys.executable).with_name("ray"))
     cmd = [ray_bin, "start", "--head", "--block", f"--num-cpus={num_cpus}", "--num-gpus=0",

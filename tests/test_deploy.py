@@ -273,6 +273,14 @@ def test_dockerfile_structure():
     assert dockerfile_problems(DOCKERFILE.read_text()) == []
 
 
+def test_dockerfile_preloads_what_the_local_ray_preloads():
+    from orchestrator.ray_session import PRELOAD_MODULES
+    line = re.search(r"^ENV RAY_preload_python_modules=(\S+)$", DOCKERFILE.read_text(), re.M)
+    assert line and tuple(line.group(1).split(",")) == PRELOAD_MODULES
+    for module in PRELOAD_MODULES:  # each one importable, as a worker would import it
+        subprocess.run([sys.executable, "-c", f"import {module}"], check=True, cwd=ROOT, timeout=120)
+
+
 def test_dockerfile_copies_files_that_exist():
     for op, args in dockerfile_instructions(DOCKERFILE.read_text()):
         if op == "COPY" and not args.startswith("--from"):
