@@ -1,4 +1,7 @@
 """Shared fixtures. The S3 server lives in s3_server.py; keep this file small."""
+import os
+from pathlib import Path
+
 import pytest
 
 try:  # tests/ as a package (python -m pytest from the repo root) or as a rootdir on sys.path
@@ -35,8 +38,10 @@ def ray_head(s3_server):
     nodes get theirs from an instance role: trials reach an s3:// store without any secret in a spec.
     """
     # Drivers on it print progress every 5 s and nodes export metrics every 2 s, so tests see both soon.
+    # tests/ on its path: trials import tests/user_models.py as a user's installed model library
+    path = os.pathsep.join(p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")) if p)
     head = start_head(num_cpus=2, env={**s3_server.env(), "TRANSFER_SWEEP_PROGRESS_SECONDS": "5",
-                                       "RAY_metrics_report_interval_ms": "2000"})
+                                       "RAY_metrics_report_interval_ms": "2000", "PYTHONPATH": path})
     try:
         yield head
     finally:
