@@ -479,7 +479,7 @@ def test_cli_prepares_on_ray_into_s3_with_the_same_content_as_the_pure_functions
         from sweep_helpers import cli, env_with
     uri = f"s3://{s3_server.make_bucket()}/p"
     proc = cli("data", "prepare", "imagenet", "--src", str(prepared["src"]), "--store", uri,
-               "--shard-size", str(SHARD), "--address", ray_head.address,
+               "--shard-size", str(SHARD), "--format", "raw", "--address", ray_head.address,
                env=env_with(ray_head, s3_server.env()), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     digest = prepared["manifest"]["hash"]
