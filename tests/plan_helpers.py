@@ -1,5 +1,6 @@
 """Trial settings for worker tests, made by the plan (never by hand), so a drift between what the
-plan produces and what workers read fails here.
+plan produces and what workers read fails here; and the tiny random data and seeded generators those
+tests train with.
 
 Worker tests train on tiny in-memory datasets registered under their own names (with the recipe
 TINY_RECIPE); the plan only knows the real datasets, so the helper plans for fashion-animals and then
@@ -9,6 +10,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+
+import numpy as np
+import torch
 
 from orchestrator.plan import make_plan
 from orchestrator.spec import parse_spec
@@ -49,3 +53,24 @@ def planned_settings(name: str, dataset: str | None = None, **spec_changes: dict
         base = next(t.settings for t in trials.values() if t.key == base_key)
         base_key = dataclasses.replace(base, dataset=dataset, data=data).with_key().key
     return dataclasses.replace(settings, dataset=dataset, data=data, base_key=base_key).with_key()
+
+
+def seeded(seed: int) -> torch.Generator:
+    """A CPU generator seeded with `seed`."""
+    return torch.Generator().manual_seed(seed)
+
+
+def state_copy(model: torch.nn.Module) -> dict:
+    """Every state_dict entry of `model` (parameters and buffers), detached copies."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def random_half(num_classes: int):
+    """A HalfLoader over `num_classes` of 20 classes of random 28x28 images (2 train, 1 test each)."""
+    from workers import data
+    rng = np.random.RandomState(0)
+    arrays = {"train_x": rng.randint(0, 256, (40, 28, 28)).astype(np.uint8),
+              "train_y": np.repeat(np.arange(20), 2).astype(np.uint8),
+              "test_x": rng.randint(0, 256, (20, 28, 28)).astype(np.uint8),
+              "test_y": np.arange(20).astype(np.uint8)}
+    return data.half_from_arrays(arrays, list(range(num_classes)))

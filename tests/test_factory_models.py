@@ -7,14 +7,12 @@ import textwrap
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from plan_helpers import planned_settings
+from plan_helpers import planned_settings, random_half, seeded, state_copy
 
 from sweepcore.settings import ModelSettings
 from sweepcore.store import open_store
-from workers import data
 from workers.factory import build_factory, check_forward, load_factory, probe
 from workers.networks import build_network, cut_points_of
 from workers.surgery import transplant
@@ -99,28 +97,17 @@ def user_module(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def half():
-    rng = np.random.RandomState(0)
-    arrays = {"train_x": rng.randint(0, 256, (40, 28, 28)).astype(np.uint8),
-              "train_y": np.repeat(np.arange(20), 2).astype(np.uint8),
-              "test_x": rng.randint(0, 256, (20, 28, 28)).astype(np.uint8),
-              "test_y": np.arange(20).astype(np.uint8)}
-    return data.half_from_arrays(arrays, list(range(5)))
+    return random_half(5)
 
 
-def _gen(seed):
-    return torch.Generator().manual_seed(seed)
-
-
-def _state(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _base():
     """A base whose batch norms have seen data."""
-    model = build_network(SETTINGS, _gen(1)).train()
+    model = build_network(SETTINGS, seeded(1)).train()
     with torch.no_grad():
-        model(torch.randn(8, 1, 28, 28, generator=_gen(100)))
-    return _state(model)
+        model(torch.randn(8, 1, 28, 28, generator=seeded(100)))
+    return state_copy(model)
 
 
 def _probe_cli(user_module, *args):
@@ -134,8 +121,9 @@ def test_a_factory_builds_deterministically_from_the_generator(user_module):
     assert cut_points_of(SETTINGS) == ("block1", "block2", "block3", "head")
     torch.manual_seed(7)
     before = torch.get_rng_state()
-    model = build_network(SETTINGS, _gen(0)).eval()
-    a, b, c = _state(model), _state(build_network(SETTINGS, _gen(0))), _state(build_network(SETTINGS, _gen(1)))
+    model = build_network(SETTINGS, seeded(0)).eval()
+    a = state_copy(model)
+    b, c = (state_copy(build_network(SETTINGS, seeded(s))) for s in (0, 1))
     assert torch.equal(torch.get_rng_state(), before)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert {k for k in a if not torch.equal(a[k], c[k])} == {"block1.0.weight", "block2.0.weight", "block3.0.weight",
@@ -145,7 +133,7 @@ def test_a_factory_builds_deterministically_from_the_generator(user_module):
 
 def test_settings_whose_cut_points_the_factory_no_longer_returns_are_refused(user_module):
     with pytest.raises(ValueError) as err:
-        build_network(replace(SETTINGS, cut_points=("block1", "head")), _gen(0))
+        build_network(replace(SETTINGS, cut_points=("block1", "head")), seeded(0))
     assert str(err.value) == (f"factory '{MODULE}:build' returns cut points ['block1', 'block2', 'block3', 'head'], "
                               "but the settings name ['block1', 'head']: plan the sweep with the code the workers run")
     with pytest.raises(ValueError, match=r"^factory '.*:build': settings name no cut points \(the plan resolves"):
@@ -218,8 +206,8 @@ def test_the_probe_exits_2_with_one_line_on_stderr(user_module):
 # --- surgery ----------------------------------------------------------------------------------------
 def test_surgery_copies_and_freezes_the_declared_cut_points(user_module):
     base = _base()
-    model = build_network(SETTINGS, _gen(2))
-    frozen = transplant(model, base, 2, True, _gen(9), cut_points_of(SETTINGS), "frozen")
+    model = build_network(SETTINGS, seeded(2))
+    frozen = transplant(model, base, 2, True, seeded(9), cut_points_of(SETTINGS), "frozen")
     assert frozen == ["block1.0.weight", "block1.1.weight", "block1.1.bias",
                       "block2.0.weight", "block2.1.weight", "block2.1.bias"]
     for name, value in model.state_dict().items():
@@ -228,17 +216,17 @@ def test_surgery_copies_and_freezes_the_declared_cut_points(user_module):
             assert torch.equal(value, base[name]) == copied, name
     assert {n for n, p in model.named_parameters() if not p.requires_grad} == set(frozen)
     with pytest.raises(ValueError, match=r"^transplant: a Sequential declares no cut points: pass them$"):
-        transplant(model, base, 2, True, _gen(9))
+        transplant(model, base, 2, True, seeded(9))
     with pytest.raises(ValueError, match=r"^transplant: cut point 'blok2' is not a submodule of the network"):
-        transplant(model, base, 1, True, _gen(9), ("block1", "blok2", "head"))
+        transplant(model, base, 1, True, seeded(9), ("block1", "blok2", "head"))
 
 
 @pytest.mark.parametrize("frozen_bn", ["frozen", "adapt"])
 def test_frozen_cut_points_stay_bitwise_unchanged_through_training(user_module, half, tmp_path, frozen_bn):
-    model = build_network(replace(SETTINGS, frozen_bn=frozen_bn), _gen(2))
-    transplant(model, _base(), 2, True, _gen(9), cut_points_of(SETTINGS), frozen_bn)
-    before = _state(model)
+    model = build_network(replace(SETTINGS, frozen_bn=frozen_bn), seeded(2))
+    transplant(model, _base(), 2, True, seeded(9), cut_points_of(SETTINGS), frozen_bn)
+    before = state_copy(model)
     train(model, half, replace(TRAINING, key=f"factory-{frozen_bn}"), open_store(str(tmp_path / "store")), seed=3)
-    changed = {n for n, v in _state(model).items() if not torch.equal(v, before[n])}
+    changed = {n for n, v in state_copy(model).items() if not torch.equal(v, before[n])}
     statistics = ("running_mean", "running_var", "num_batches_tracked") if frozen_bn == "adapt" else ()
     assert changed == {n for n in before if n.startswith(("block3.", "head.")) or n.endswith(statistics)}

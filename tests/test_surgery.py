@@ -1,13 +1,11 @@
 """Surgery: what is copied, frozen, re-initialised, and what training then changes."""
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
-from plan_helpers import planned_settings
+from plan_helpers import planned_settings, random_half, seeded, state_copy
 
 from sweepcore.store import open_store
-from workers import data
 from workers.models import LAYER_NAMES, build_model
 from workers.surgery import transplant
 from workers.train import train
@@ -18,12 +16,6 @@ SETTINGS = planned_settings("baseA random:0 s0", train={"iterations": 6, "epochs
 MODEL = SETTINGS.model
 
 
-def _gen(seed):
-    return torch.Generator().manual_seed(seed)
-
-
-def _weights(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _layer(name):
@@ -32,17 +24,12 @@ def _layer(name):
 
 @pytest.fixture(scope="module")
 def half():
-    rng = np.random.RandomState(0)
-    arrays = {"train_x": rng.randint(0, 256, (40, 28, 28)).astype(np.uint8),
-              "train_y": np.repeat(np.arange(20), 2).astype(np.uint8),
-              "test_x": rng.randint(0, 256, (20, 28, 28)).astype(np.uint8),
-              "test_y": np.arange(20).astype(np.uint8)}
-    return data.half_from_arrays(arrays, list(range(10)))
+    return random_half(10)
 
 
 @pytest.fixture
 def base():
-    return _weights(build_model(MODEL, _gen(1)))
+    return state_copy(build_model(MODEL, seeded(1)))
 
 
 def _train(model, half, tmp_path, key="t1"):
@@ -52,8 +39,8 @@ def _train(model, half, tmp_path, key="t1"):
 
 @pytest.mark.parametrize("n", [1, 4, 7])
 def test_copied_layers_equal_the_base_bitwise_and_the_rest_are_new(base, n):
-    model = build_model(MODEL, _gen(2))
-    frozen = transplant(model, base, n, True, _gen(9))
+    model = build_model(MODEL, seeded(2))
+    frozen = transplant(model, base, n, True, seeded(9))
     copied = set(LAYER_NAMES[:n])
     for name, value in model.state_dict().items():
         if _layer(name) in copied:
@@ -66,47 +53,47 @@ def test_copied_layers_equal_the_base_bitwise_and_the_rest_are_new(base, n):
 
 
 def test_reinitialised_layers_depend_only_on_the_generator(base):
-    a, b = build_model(MODEL, _gen(2)), build_model(MODEL, _gen(3))
-    transplant(a, base, 3, False, _gen(9))
-    transplant(b, base, 3, False, _gen(9))
+    a, b = build_model(MODEL, seeded(2)), build_model(MODEL, seeded(3))
+    transplant(a, base, 3, False, seeded(9))
+    transplant(b, base, 3, False, seeded(9))
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
     assert a.frozen_prefix == 0 and all(p.requires_grad for p in a.parameters())
 
 
 def test_frozen_layers_stay_bitwise_unchanged_while_the_rest_train(base, half, tmp_path):
-    model = build_model(MODEL, _gen(2))
-    frozen = transplant(model, base, 3, True, _gen(9))
-    before = _weights(model)
+    model = build_model(MODEL, seeded(2))
+    frozen = transplant(model, base, 3, True, seeded(9))
+    before = state_copy(model)
     _train(model, half, tmp_path)
-    after = _weights(model)
+    after = state_copy(model)
     for name in after:
         assert torch.equal(after[name], before[name]) == (name in frozen), name
 
 
 def test_plus_treatment_trains_every_layer(base, half, tmp_path):
-    model = build_model(MODEL, _gen(2))
-    assert transplant(model, base, 5, False, _gen(9)) == []
-    before = _weights(model)
+    model = build_model(MODEL, seeded(2))
+    assert transplant(model, base, 5, False, seeded(9)) == []
+    before = state_copy(model)
     _train(model, half, tmp_path)
-    assert [n for n, v in _weights(model).items() if torch.equal(v, before[n])] == []
+    assert [n for n, v in state_copy(model).items() if torch.equal(v, before[n])] == []
 
 
 def test_random_treatment_freezes_its_fresh_init(half, tmp_path):
-    model = build_model(MODEL, _gen(2))
-    frozen = transplant(model, None, 2, True, _gen(9))
-    reference = build_model(MODEL, _gen(9))  # all eight layers drawn from the same generator state
+    model = build_model(MODEL, seeded(2))
+    frozen = transplant(model, None, 2, True, seeded(9))
+    reference = build_model(MODEL, seeded(9))  # all eight layers drawn from the same generator state
     for name in frozen:
         assert torch.equal(model.state_dict()[name], reference.state_dict()[name])
-    before = _weights(model)
+    before = state_copy(model)
     _train(model, half, tmp_path)
-    for name, value in _weights(model).items():
+    for name, value in state_copy(model).items():
         assert torch.equal(value, before[name]) == (name in frozen), name
 
 
 def test_dropout_still_runs_inside_a_frozen_prefix(base):
-    model = build_model(MODEL, _gen(2))
-    transplant(model, base, 7, True, _gen(9))
-    x = torch.randn(4, 1, 28, 28, generator=_gen(4))
+    model = build_model(MODEL, seeded(2))
+    transplant(model, base, 7, True, seeded(9))
+    x = torch.randn(4, 1, 28, 28, generator=seeded(4))
     model.train()
     assert not torch.equal(model(x), model(x))  # fc6/fc7 dropout is active although frozen
     model.eval()
@@ -114,9 +101,9 @@ def test_dropout_still_runs_inside_a_frozen_prefix(base):
 
 
 def test_bad_cuts_and_mismatched_bases_are_named(base):
-    model = build_model(MODEL, _gen(2))
+    model = build_model(MODEL, seeded(2))
     with pytest.raises(ValueError, match="n=8: the cut must be after layer 0..7"):
-        transplant(model, base, 8, True, _gen(9))
-    wider = build_model(replace(MODEL, widths=(6, 4, 4, 4, 4)), _gen(2))
+        transplant(model, base, 8, True, seeded(9))
+    wider = build_model(replace(MODEL, widths=(6, 4, 4, 4, 4)), seeded(2))
     with pytest.raises(ValueError, match=r"cannot copy conv1.weight: base has shape \(4, 1, 5, 5\)"):
-        transplant(wider, base, 2, True, _gen(9))
+        transplant(wider, base, 2, True, seeded(9))
