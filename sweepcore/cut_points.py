@@ -10,7 +10,6 @@ from typing import Optional, Sequence
 
 # The paper's eight layers; the small 28x28 net has the same names.
 CAFFENET_CUT_POINTS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
-caffenet_cut_points = CAFFENET_CUT_POINTS  # the name the issue uses; one tuple, two spellings
 
 
 def resnet_cut_points(blocks: Sequence[int]) -> tuple[str, ...]:

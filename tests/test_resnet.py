@@ -5,7 +5,7 @@ import pytest
 import torch
 from plan_helpers import planned_settings, random_half, seeded, state_copy
 
-from sweepcore.cut_points import CAFFENET_CUT_POINTS, caffenet_cut_points, cut_point_of, resnet_cut_points
+from sweepcore.cut_points import CAFFENET_CUT_POINTS, cut_point_of, resnet_cut_points
 from sweepcore.settings import ModelSettings
 from sweepcore.store import open_store
 from workers.models import LAYER_NAMES
@@ -52,7 +52,7 @@ def test_cut_points_are_the_stem_every_block_and_the_head():
                                             "layer3.1", "fc")
     assert resnet_cut_points([1, 3]) == ("stem", "layer1.0", "layer2.0", "layer2.1", "layer2.2", "fc")
     assert cut_points_of(RESNET) == resnet_cut_points((2, 2, 2)) == build_network(RESNET, seeded(0)).cut_points
-    assert CAFFENET_CUT_POINTS == caffenet_cut_points == LAYER_NAMES == cut_points_of(TRAINING.model)
+    assert CAFFENET_CUT_POINTS == LAYER_NAMES == cut_points_of(TRAINING.model)
     assert cut_point_of("layer1.10.bn1.weight", ("layer1.1", "layer1.10")) == "layer1.10"  # not a prefix match
 
 
