@@ -26,7 +26,7 @@ from orchestrator.plan import Plan, counts, make_plan
 from orchestrator.spec import SpecError, SweepSpec
 from orchestrator.spec_source import record_spec, resume_command, spec_from_args, stored_spec, with_data_version
 from orchestrator.submit import add_submit_parsers
-from sweepcore.layout import sweep_prefix
+from sweepcore.layout import dataset_prefix, sweep_prefix
 from sweepcore.store import StoreError, open_store
 
 
@@ -245,6 +245,8 @@ def _run(spec: SweepSpec, address: Optional[str], verbose: bool = False, force: 
         os._exit(EXIT_FAILED)
 
     try:
+        if spec.images is not None:  # a user's image set: decoded into the store once, by Ray tasks
+            prepare_images(spec, address, log_file, lambda line: console.print(line, markup=False))
         summary = run_plan(plan, spec, spec.store, spec.endpoint, address,
                            callbacks=[ProgressCallback(Listener(), spec.store, spec.endpoint)], on_start=on_start,
                            log_file=log_file, on_lost=on_lost, say=lambda line: console.print(line, markup=False))
@@ -266,6 +268,17 @@ def _run(spec: SweepSpec, address: Optional[str], verbose: bool = False, force: 
                       f"errors; `{resume_command(spec)}` retries them", markup=False)
         return EXIT_FAILED
     return 0
+
+
+def prepare_images(spec: SweepSpec, address: Optional[str], log_file: Optional[Path], say) -> None:
+    """Prepare the spec's image set in the store unless it is there (Ray stays up for the sweep)."""
+    from orchestrator.prepare import prepare_image_set  # noqa: PLC0415 (Ray only for commands that run)
+    from orchestrator.ray_session import connect  # noqa: PLC0415 (Ray only for commands that run)
+
+    store = open_store(spec.store, spec.endpoint)
+    if not store.exists(f"{dataset_prefix(spec.dataset, str(spec.data_version))}/manifest.json"):
+        connect(address, log_file=log_file)  # the sweep's own Ray session: run_plan joins it
+        prepare_image_set(spec, address, say)
 
 
 def training_times_line(store, keys: list[str], local: bool) -> str:

@@ -18,7 +18,7 @@ from typing import Iterable, Optional
 
 from orchestrator.plan import Plan
 from sweepcore.settings import TrialSettings
-from sweepcore.vocabulary import ALL_HALF, dataset_info
+from sweepcore.vocabulary import ALL_HALF, DATASETS, dataset_info
 
 REFERENCE_CPU = "AMD EPYC (2 vCPUs, AVX2, no AVX-512), torch 2.13.0+cpu, 1 thread per trial"
 # seconds per SGD step at batch 128 by the number of frozen leading layers (0 = every layer trains)
@@ -84,7 +84,7 @@ def reference_seconds(settings: TrialSettings) -> Optional[float]:
     """Predicted single-thread seconds of a trial from the reference table; None when the table does not
     apply (another network, a GPU trial)."""
     model = {k: getattr(settings.model, k) for k in REFERENCE_MODEL}
-    if model != REFERENCE_MODEL or settings.runtime.device != "cpu":
+    if model != REFERENCE_MODEL or settings.runtime.device != "cpu" or settings.dataset not in DATASETS:
         return None
     frozen = settings.n if settings.frozen else 0
     batch = settings.train.batch_size / REFERENCE_BATCH

@@ -12,7 +12,7 @@ from typing import Any, Optional
 from orchestrator.spec import RESNET_WIDTHS, SweepSpec
 from sweepcore.cut_points import resnet_cut_points
 from sweepcore.settings import PROTOCOL_VERSION, ModelSettings, RuntimeSettings, TrainSettings, TrialSettings, trial_key
-from sweepcore.vocabulary import ALL_HALF, FROZEN_TREATMENTS, TREATMENTS, dataset_info, display_name, other_half
+from sweepcore.vocabulary import ALL_HALF, FROZEN_TREATMENTS, GROUPS_SPLIT, TREATMENTS, display_name, other_half
 
 __all__ = ["PROTOCOL_VERSION", "Plan", "PlannedTrial", "counts", "make_plan", "trial_key"]
 
@@ -58,7 +58,7 @@ class Plan:
 def resolve_model(spec: SweepSpec) -> ModelSettings:
     """The model settings with every default filled in from the arch and the dataset."""
     m = spec.model
-    info = dataset_info(spec.dataset)
+    info = spec.dataset_info()
     outputs = m.num_outputs or info.num_classes
     if m.factory is not None:
         if not m.cut_points:
@@ -101,7 +101,7 @@ UNRESOLVED = "unresolved"  # the data version of a dataset prepared into the sto
 def data_version(spec: SweepSpec) -> str:
     """The content hash of the data the sweep's trials read: the spec's `data_version` (a run records
     the one it resolved), else the dataset's pinned version, else UNRESOLVED (ImageNet before a run)."""
-    return spec.data_version or dataset_info(spec.dataset).pinned_version or UNRESOLVED
+    return spec.data_version or spec.dataset_info().pinned_version or UNRESOLVED
 
 
 def make_plan(spec: SweepSpec) -> Plan:
@@ -112,13 +112,15 @@ def make_plan(spec: SweepSpec) -> Plan:
 
     def add(treatment: str, split: str, target: str, source: Optional[str], n: int, seed: int,
             base_key: Optional[str]) -> PlannedTrial:
+        # split 'groups' names its classes in the spec: the trial is handed its half's class indices
+        classes = spec.images.group_classes(target) if split == GROUPS_SPLIT and spec.images else None
         settings = TrialSettings(
             protocol=PROTOCOL_VERSION, sweep=spec.name,
             name=display_name(treatment, split, target, source, n, seed),
             treatment=treatment, dataset=spec.dataset, data=data, split=split,
             target_half=target, source_half=source, n=n,
             frozen=treatment in FROZEN_TREATMENTS, seed=seed, base_key=base_key,
-            model=model, train=train, runtime=runtime, key="").with_key()
+            model=model, train=train, runtime=runtime, key="", classes=classes).with_key()
         trial = PlannedTrial(settings.key, settings.name, treatment, split, target, source, n, seed,
                              base_key, settings)
         trials.setdefault(trial.key, trial)

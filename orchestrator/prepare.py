@@ -1,4 +1,5 @@
-"""Prepare datasets in the store: ImageNet as parallel Ray tasks (one per shard), fashion-animals.
+"""Prepare datasets in the store: ImageNet and image sets as parallel Ray tasks (one per shard),
+fashion-animals.
 
 ImageNet: the driver scans the source folder (names and sizes only), skips every shard whose commit
 marker is already in the store, runs the rest as `ray.remote(num_cpus=1)` tasks (retried on a lost
@@ -6,12 +7,16 @@ worker), then one more task merges the per-class pixel sums into the mean image 
 manifest. The source folder must be readable at the same path on every Ray node (one machine, or a
 shared file system); the shards go to the store, which every node reaches.
 
-The decoding itself is workers/imagenet/prepare.py (numpy and Pillow, no torch). Like the trainable
-of schedule.py, the `_*_task` functions below are the only places this module reaches into `workers`:
+An image set (`dataset: folder` or `parquet`) is listed when its spec is loaded (`scan_image_set`) and
+prepared the same way by `prepare_image_set`, which `run` calls before the sweep's first trial.
+
+The decoding itself is workers/imagenet/prepare.py and workers/image_set/ (numpy and Pillow, no torch).
+Like the trainable of schedule.py, the `_*_task` functions below are the only places this module reaches into `workers`:
 they are what Ray runs on a worker (or this process runs inline), and they import lazily.
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Optional
 
 from orchestrator.errors import UsageError
@@ -53,14 +58,15 @@ def _fashion_animals_task(store_uri: str, endpoint: Optional[str]) -> dict:
         raise PrepareError(str(exc)) from None
 
 
-def _run_on_ray(todo, source, jobs, store_uri, endpoint, address,
-                echo) -> tuple[list[dict], list[str], Optional[dict]]:
+def _run_on_ray(todo, source, jobs, store_uri, endpoint, address, echo, shard_task: Callable = _shard_task,
+                merge_task: Optional[Callable] = _merge_task,
+                keep_ray: bool = False) -> tuple[list[dict], list[str], Optional[dict]]:
     import ray  # noqa: PLC0415 (Ray only when shards are prepared on it)
 
     from orchestrator.ray_session import connect  # noqa: PLC0415 (imports Ray)
-    started, _ = connect(address, dashboard=False)
+    started, _ = connect(address, dashboard=False) if not ray.is_initialized() else (False, None)
     try:
-        shard = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES)(_shard_task)
+        shard = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES)(shard_task)
         pending = {shard.remote(job, store_uri, endpoint): job for job in todo}
         metas: list[dict] = []
         errors: list[str] = []
@@ -74,12 +80,12 @@ def _run_on_ray(todo, source, jobs, store_uri, endpoint, address,
                 errors.append(f"{job.split} shard {job.index}: {str(exc).strip().splitlines()[-1]}")
                 echo(f"FAILED {errors[-1]}")
         manifest = None
-        if not errors:
-            merge = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES)(_merge_task)
+        if not errors and merge_task is not None:
+            merge = ray.remote(num_cpus=1, max_retries=SHARD_RETRIES)(merge_task)
             manifest = ray.get(merge.remote(source, jobs, store_uri, endpoint))
         return metas, errors, manifest
     finally:
-        if started:
+        if started and not keep_ray:
             ray.shutdown()
 
 
@@ -133,3 +139,86 @@ def describe(manifest: dict) -> dict[str, Any]:
     return {"hash": manifest["hash"], "classes": manifest["num_classes"], "train": manifest["counts"]["train"],
             "val": manifest["counts"]["val"], "shards": {s: len(v) for s, v in manifest["shards"].items()},
             "skipped": len(manifest["skipped"])}
+
+
+# --- image sets (dataset: folder | parquet) ---------------------------------------------------------
+def _image_set_scan_task(kind: str, images: Any) -> Any:
+    from workers.image_set import scan  # noqa: PLC0415 (the boundary to workers: see module doc)
+    try:
+        if kind == "folder":
+            return scan.scan_folder(images.src, images.test_fraction)
+        return scan.scan_parquet(images.src, images.test_fraction, images.image_column, images.label_column,
+                                 images.split_column)
+    except scan.SourceError as exc:
+        raise PrepareError(str(exc)) from None
+    except OSError as exc:  # a folder or file that vanished or cannot be read while it was listed
+        raise PrepareError(f"images.src {images.src}: {exc.strerror or type(exc).__name__}: "
+                           f"{exc.filename or images.src}") from None
+
+
+def _image_set_jobs_task(source: Any, images: Any) -> list:
+    from workers.image_set.scan import shard_jobs  # noqa: PLC0415 (pure listing code, no decoding)
+    return shard_jobs(source, images.size, images.channels, images.shard_size)
+
+
+def _image_set_shard_task(job: Any, store_uri: str, endpoint: Optional[str]) -> dict:
+    from workers.image_set.prepare import prepare_shard  # noqa: PLC0415 (runs on a Ray worker)
+    return prepare_shard(job, open_store(store_uri, endpoint, check=False))
+
+
+def _image_set_merge_task(source: Any, jobs: list, store_uri: str, endpoint: Optional[str]) -> dict:
+    from workers.image_set.prepare import merge_shards  # noqa: PLC0415 (runs on a Ray worker)
+    from workers.image_set.scan import SourceError  # noqa: PLC0415
+    try:
+        return merge_shards(open_store(store_uri, endpoint, check=False), source, jobs)
+    except SourceError as exc:
+        raise PrepareError(str(exc)) from None
+
+
+def scan_image_set(spec: Any) -> tuple[Any, str]:
+    """(the listing of the spec's image set, its content hash: the data version its trials read)."""
+    source = _image_set_scan_task(spec.dataset, spec.images)
+    jobs = _image_set_jobs_task(source, spec.images)
+    return source, jobs[0].digest
+
+
+def prepare_image_set(spec: Any, address: Optional[str] = None, echo: Callable[[str], None] = lambda line: None,
+                      inline: bool = False) -> dict:
+    """Make sure the store holds the spec's image set at its data version: decode the shards not yet
+    committed as Ray tasks (Ray stays up for the sweep), then commit the manifest. Returns the manifest.
+
+    A source that no longer lists to that version, or that leaves a class without readable images,
+    is a PrepareError (one line); committed shards are kept either way."""
+    store = open_store(spec.store, spec.endpoint)
+    prefix = dataset_prefix(spec.dataset, spec.data_version)
+    if store.exists(f"{prefix}/manifest.json"):
+        return json.loads(store.read_bytes(f"{prefix}/manifest.json"))
+    source = _image_set_scan_task(spec.dataset, spec.images)
+    jobs = _image_set_jobs_task(source, spec.images)
+    if jobs[0].digest != spec.data_version:
+        raise PrepareError(f"images.src {spec.images.src} lists to version {jobs[0].digest} now, not the "
+                           f"{spec.data_version} this sweep was planned with: it changed since; run the spec "
+                           "file again to study it as it is now")
+    committed = set(store.list(prefix))
+    todo = [job for job in jobs if f"{job.stem(prefix)}.json" not in committed]
+    echo(f"{spec.dataset} {spec.data_version}: {len(source.classes)} classes, {len(source.items)} images in "
+         f"{len(jobs)} shards; {len(jobs) - len(todo)} already in {store.uri()}, {len(todo)} to prepare")
+    errors: list[str] = []
+    if inline or not todo:
+        for job in todo:
+            echo(_progress(job, _image_set_shard_task(job, store.root, spec.endpoint), todo.index(job) + 1, len(todo)))
+    else:
+        _, errors, _ = _run_on_ray(todo, source, jobs, store.root, spec.endpoint, address, echo,
+                                   _image_set_shard_task, None, keep_ray=True)
+    if errors:
+        raise PrepareError(f"{len(errors)} of {len(todo)} shards of {spec.dataset} failed (first: {errors[0]}); "
+                           "the others are committed: run again to finish")
+    # the merge reads only the shards' small metas: the driver does it, and a class left without
+    # readable images is its one-line error
+    manifest = _image_set_merge_task(source, jobs, store.root, spec.endpoint)
+    skipped = manifest["skipped"]
+    if skipped:
+        first = skipped[0]
+        echo(f"{len(skipped)} image(s) skipped (listed in {store.uri(prefix)}/manifest.json); first: "
+             f"{first['file']}: {first['reason']}")
+    return manifest

@@ -24,20 +24,25 @@ from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
+from orchestrator.spec_images import ImagesSpec, check_image_set
 from sweepcore.cut_points import CAFFENET_CUT_POINTS, resnet_cut_points
 from sweepcore.vocabulary import (
     ALL_HALF,
     CROSS_HALF_TREATMENTS,
+    DATASET_NAMES,
     DATASETS,
     DIRECTIONS,
+    IMAGE_SETS,
     LAYERS,
     SPLIT_HELP,
     TREATMENTS,
+    DatasetInfo,
     Direction,
     Treatment,
+    image_set_info,
 )
 
-SPLIT_PATTERN = re.compile(r"^(random:\d+|natman|all)$")
+SPLIT_PATTERN = re.compile(r"^(random:\d+|natman|groups|all)$")
 MAX_LAYER = 97  # the most blocks a resnet spec allows (6 stages x 16) + its stem
 
 MAX_SPEC_BYTES = 1_000_000  # "1 MB": the largest spec shipped is a few kB
@@ -226,7 +231,9 @@ class SweepSpec(_Frozen):
     """A whole study: which splits, treatments, layers and replicates, trained how, stored where."""
 
     name: str = Field(description="sweep name: letters, digits, '-', '_' (used in store paths and job ids)")
-    dataset: str = Field(description="dataset: " + ", ".join(DATASETS))
+    dataset: str = Field(description="dataset: " + ", ".join(DATASET_NAMES) + " (folder, parquet: a user's image "
+                         "set, described by the images section)")
+    images: Optional[ImagesSpec] = Field(None, description="dataset folder or parquet: the image set")
     splits: tuple[SplitSpec, ...] = Field(min_length=1, description="class splits to run")
     treatments: tuple[Treatment, ...] = Field(min_length=1, description="treatments: " + ", ".join(TREATMENTS))
     layers: tuple[int, ...] = Field(LAYERS, min_length=1, description="layers n to cut at: subset of 1..7 for the "
@@ -257,9 +264,24 @@ class SweepSpec(_Frozen):
     @field_validator("dataset")
     @classmethod
     def _dataset(cls, dataset):
-        if dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {_excerpt(dataset)} (allowed: {', '.join(DATASETS)})")
+        if dataset not in DATASET_NAMES:
+            raise ValueError(f"unknown dataset {_excerpt(dataset)} (allowed: {', '.join(DATASET_NAMES)})")
         return dataset
+
+    @model_validator(mode="after")
+    def _image_set(self):
+        check_image_set(self.dataset, self.images, self.splits, self.model.arch, self.model.factory)
+        return self
+
+    def dataset_info(self) -> DatasetInfo:
+        """What the plan needs of the dataset: the built-in one's, or the image set's (its classes were
+        filled in from the source when the spec was loaded)."""
+        if self.dataset not in IMAGE_SETS:
+            return DATASETS[self.dataset]
+        if self.images is None or self.images.classes is None:
+            raise ValueError(f"dataset {self.dataset}: images.classes are not resolved (the CLI lists images.src "
+                             "when it loads the spec)")
+        return image_set_info(self.dataset, len(self.images.classes), self.images.channels)
 
     @field_validator("splits", mode="before")
     @classmethod

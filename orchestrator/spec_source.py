@@ -17,7 +17,6 @@ from orchestrator.spec import SpecError, SweepSpec, load_spec, parse_spec, read_
 from sweepcore.layout import SPEC_FILE, spec_path
 from sweepcore.records import read_data_version
 from sweepcore.store import Store, absolute_uri, open_store
-from sweepcore.vocabulary import dataset_info
 
 DEFAULT_STORE = "./store"
 
@@ -28,7 +27,28 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     spec = spec.model_copy(update={"store": absolute_uri(getattr(args, "store", None) or spec.store)})
     if getattr(args, "endpoint", None):
         spec = spec.model_copy(update={"endpoint": args.endpoint})
-    return with_factory_cut_points(spec, args.spec)
+    return with_factory_cut_points(with_image_set(spec, args.spec), args.spec)
+
+
+def with_image_set(spec: SweepSpec, where: object = "spec") -> SweepSpec:
+    """An image-set spec with its classes and data version filled in from a listing of images.src (no
+    decoding). A source that cannot be a study (missing, one class, a class without images, a
+    Parquet file without its columns) is a UsageError (one line); so is a source whose listing no
+    longer matches the data version a spec names."""
+    if spec.images is None:
+        return spec
+    from orchestrator.prepare import scan_image_set  # noqa: PLC0415 (pyarrow listing only for image sets)
+    source, digest = scan_image_set(spec)
+    if spec.data_version and spec.data_version != digest:
+        raise UsageError(f"{where}: images.src {spec.images.src} has changed since data_version {spec.data_version} "
+                         f"was prepared (its listing hashes to {digest} now): remove data_version to study it as "
+                         "it is now")
+    raw = spec.model_dump(mode="json")
+    raw["images"]["classes"], raw["data_version"] = list(source.classes), digest
+    try:
+        return parse_spec(raw, source=str(where))
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
 
 
 PROBE_TIMEOUT = 300  # seconds: importing a user's model library (timm, say) can take a while
@@ -42,7 +62,7 @@ def with_factory_cut_points(spec: SweepSpec, where: object = "spec") -> SweepSpe
     model = spec.model
     if model.factory is None or model.cut_points:
         return spec
-    info = dataset_info(spec.dataset)
+    info = spec.dataset_info()
     command = [sys.executable, "-m", "workers.factory", "probe", model.factory,
                "--num-outputs", str(model.num_outputs or info.num_classes), "--in-channels", str(info.channels)]
     try:
@@ -87,7 +107,7 @@ def with_data_version(spec: SweepSpec, store: Store) -> SweepSpec:
     """The spec with the data version its trials will read: as given, the dataset's pinned version, or
     (ImageNet) the version prepared into the store now, read from datasets/<name>/LATEST. A run
     records the spec with it, so status, report and resume keep reading that version."""
-    if spec.data_version or dataset_info(spec.dataset).pinned_version:
+    if spec.data_version or spec.dataset_info().pinned_version:
         return spec
     try:
         return spec.model_copy(update={"data_version": read_data_version(store, spec.dataset)})

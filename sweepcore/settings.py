@@ -99,6 +99,9 @@ class TrialSettings:
     train: TrainSettings
     runtime: RuntimeSettings
     key: str
+    # The target half's original class indices, when the split cannot derive them from the class count
+    # (split 'groups': the spec's own class lists). None otherwise, and then left out of the key.
+    classes: Optional[tuple[int, ...]] = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict (nested sections as dicts, tuples as lists)."""
@@ -119,13 +122,15 @@ class TrialSettings:
         return dataclasses.replace(self, key=trial_key(self.to_dict()))
 
 
-# Fields added to ModelSettings after keys were published: hashed only when set (not None).
+# Fields added after keys were published: hashed only when set (not None), so old keys stay.
 LATER_MODEL_FIELDS = ("cut_points", "blocks", "in_channels", "factory", "frozen_bn")
+LATER_TRIAL_FIELDS = ("classes",)
 
 
 def trial_key(settings: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of the hashed settings, first 16 hex digits."""
-    hashed = {k: v for k, v in settings.items() if k not in UNHASHED}
+    hashed = {k: v for k, v in settings.items()
+              if k not in UNHASHED and not (k in LATER_TRIAL_FIELDS and v is None)}
     if isinstance(hashed.get("model"), dict):
         hashed["model"] = {k: v for k, v in hashed["model"].items()
                            if not (k in LATER_MODEL_FIELDS and v is None)}
@@ -146,8 +151,8 @@ def _build(cls: type, raw: Any, where: str) -> Any:
         raise ValueError(f"{where}: expected a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    if cls is ModelSettings:  # settings written before these fields existed: they were None
-        raw = {**{n: None for n in LATER_MODEL_FIELDS}, **raw}
+    later = {ModelSettings: LATER_MODEL_FIELDS, TrialSettings: LATER_TRIAL_FIELDS}.get(cls, ())
+    raw = {**{n: None for n in later}, **raw}  # settings written before these fields existed: None
     missing, unknown = [n for n in names if n not in raw], sorted(set(raw) - set(names))
     if missing or unknown:
         raise ValueError(f"{where}: missing fields {missing}, unknown fields {unknown}")

@@ -28,7 +28,8 @@ NAMED_LABEL = {"selffer": "{t}n{t}", "selffer+": "{t}n{t}+", "transfer": "{s}n{t
 Direction = Literal["A->B", "B->A"]  # source half -> target half
 DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
 LAYERS = tuple(range(1, 8))  # cut points n: layers 1..n are copied (conv1..fc7)
-SPLIT_HELP = "random:<seed>, natman, all"
+SPLIT_HELP = "random:<seed>, natman, groups, all"
+GROUPS_SPLIT = "groups"  # an image set's own two-group split: the spec's images.groups, A and B
 ALL_HALF = "all"  # the one half of split 'all'
 
 
@@ -78,11 +79,25 @@ DATASETS = {
 }
 
 
+# A user's labelled image set, prepared into the store from a folder tree (one folder per class) or a
+# Parquet file of (image bytes, label). Its classes, channels and version come from the spec's
+# `images` section, resolved when the spec is loaded, not from code.
+IMAGE_SETS = ("folder", "parquet")
+DATASET_NAMES = (*DATASETS, *IMAGE_SETS)
+
+
 def dataset_info(name: str) -> DatasetInfo:
-    """The dataset called `name`, or a ValueError listing the known ones."""
+    """The built-in dataset called `name`, or a ValueError listing the known ones."""
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r} (allowed: {', '.join(DATASETS)})")
+        raise ValueError(f"unknown dataset {name!r} (allowed: {', '.join(DATASET_NAMES)})")
     return DATASETS[name]
+
+
+def image_set_info(name: str, num_classes: int, channels: int, train_images: int = 0,
+                   test_images: int = 0) -> DatasetInfo:
+    """What the plan needs to know of an image set (its classes and channels, from the spec)."""
+    per = max(1, num_classes)
+    return DatasetInfo(name, num_classes, "resnet", train_images // per, test_images // per, channels=channels)
 
 
 def display_name(treatment: str, split: str, target: str, source: Optional[str], n: int, seed: int) -> str:

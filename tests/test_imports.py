@@ -137,9 +137,11 @@ def test_there_is_no_import_cycle():
 def test_the_orchestrator_reaches_workers_only_through_ray_entry_points():
     entries = sorted({(i.module, i.function) for i in all_imports()
                       if top(i.module) == "orchestrator" and top(i.target) == "workers"})
-    assert entries == [("orchestrator.prepare", "_fashion_animals_task"), ("orchestrator.prepare", "_merge_task"),
-                       ("orchestrator.prepare", "_scan_task"), ("orchestrator.prepare", "_shard_task"),
-                       ("orchestrator.trainable", "_trainable")]
+    assert entries == [("orchestrator.prepare", "_fashion_animals_task"),
+                       ("orchestrator.prepare", "_image_set_jobs_task"), ("orchestrator.prepare", "_image_set_merge_task"),
+                       ("orchestrator.prepare", "_image_set_scan_task"), ("orchestrator.prepare", "_image_set_shard_task"),
+                       ("orchestrator.prepare", "_merge_task"), ("orchestrator.prepare", "_scan_task"),
+                       ("orchestrator.prepare", "_shard_task"), ("orchestrator.trainable", "_trainable")]
 
 
 # --- the checker itself: it must catch what it is for ----------------------------------------------

@@ -6,7 +6,8 @@
   arrays, commits them to the store under datasets/<name>/<recipe hash>/ and keeps a local cache and
   a process memo (reused Ray actors do not reload);
 - loaders: `load_half(...)` -> a `HalfLoader` (`num_train`, `train_batch`, `test_batches`, `to`):
-  `TensorHalf` for small in-memory datasets, `ImageNetHalf` for prepared ImageNet shards.
+  `TensorHalf` for small in-memory datasets (fashion-animals, a user's image set prepared into the
+  store: workers/image_set/), `ImageNetHalf` for prepared ImageNet shards.
 
 torch is imported lazily inside the loader code so that the preparation code can run in processes
 that never import torch (the driver's `data prepare` command).
@@ -28,6 +29,7 @@ from sweepcore.vocabulary import DATASETS as DATASET_INFO
 from sweepcore.vocabulary import FASHION_ANIMALS_RECIPE, recipe_hash
 from workers.cache import cache_dir, publish_local
 from workers.fashion_animals import build_fashion_animals
+from workers.image_set.load import read_manifest, split_arrays
 from workers.imagenet.load import load_imagenet_half
 from workers.splits import half_classes, select_classes
 
@@ -46,7 +48,7 @@ class DatasetSpec:
     num_classes: int
     recipe: dict
     build: Callable[[], dict[str, np.ndarray]] | None = None  # None: no in-memory loader yet
-    loader: Callable[..., Any] | None = None  # (split, half, store, version) -> HalfLoader of its own
+    loader: Callable[..., Any] | None = None  # (split, half, store, version, classes) -> HalfLoader of its own
 
     def content_hash(self) -> str:
         """Hash of the recipe: same recipe, same prepared arrays, same store path."""
@@ -70,6 +72,29 @@ register_dataset(DatasetSpec(
 register_dataset(DatasetSpec(name="imagenet", num_classes=DATASET_INFO["imagenet"].num_classes,
                              loader=load_imagenet_half,
                              recipe={"version": 1, "sources": ["ILSVRC-2012"]}))
+
+
+def load_image_set_half(name: str, split: str, half: str, store, version: str | None,
+                        classes: list[int] | None = None) -> "TensorHalf":
+    """One half of a user's image set prepared into the store (version = its content hash)."""
+    if store is None or version is None:
+        raise ValueError(f"dataset {name!r} is read from the store at the version the plan names: run_trial "
+                         "must be given both")
+    memo_key = (name, version, split, half, tuple(classes or ()), store.uri())
+    if memo_key not in _HALF_MEMO:
+        manifest = read_manifest(store, name, version)
+        chosen = list(classes) if classes else half_classes(split, int(manifest["num_classes"]), half)
+        if any(not 0 <= c < manifest["num_classes"] for c in chosen):
+            raise ValueError(f"classes {chosen[:8]} are not all classes of {name} version {version}")
+        train = split_arrays(store, name, version, manifest, "train", chosen)
+        test = split_arrays(store, name, version, manifest, "test", chosen)
+        _remember(memo_key, tensor_half(*train, *test, chosen))
+    return _HALF_MEMO[memo_key]
+
+
+for _image_set in ("folder", "parquet"):
+    register_dataset(DatasetSpec(name=_image_set, num_classes=0, recipe={"version": 1, "sources": ["images.src"]},
+                                 loader=lambda *a, _n=_image_set, **k: load_image_set_half(_n, *a, **k)))
 
 
 def dataset_spec(name: str) -> DatasetSpec:
@@ -240,17 +265,17 @@ class HalfLoader(Protocol):
 
 @dataclass
 class TensorHalf:
-    """One half of a small-image dataset held in memory as uint8 tensors (N x 1 x H x W).
+    """One half of a small-image dataset held in memory as uint8 tensors (N x C x H x W).
 
     The training loop uses only `num_train`, `train_batch`, `test_batches` and `to`; an ImageNet
     shard loader provides the same members.
     """
 
-    train_x: Any  # torch.uint8, N x 1 x H x W
+    train_x: Any  # torch.uint8, N x C x H x W
     train_y: Any  # torch.int64, N
     test_x: Any
     test_y: Any
-    mean: Any  # torch.float32, 1 x H x W: per-pixel mean of this half's training images
+    mean: Any  # torch.float32, C x H x W: per-pixel mean of this half's training images
     classes: list[int] = field(default_factory=list)  # original class indices, label i = classes[i]
 
     @property
@@ -276,7 +301,7 @@ class TensorHalf:
         idx = indices.to(dev)
         x = self.train_x[idx]
         if augment:
-            b, _, h, w = x.shape
+            b, c, h, w = x.shape
             p = SHIFT_PIXELS
             dy = torch.randint(0, 2 * p + 1, (b,), generator=generator)
             dx = torch.randint(0, 2 * p + 1, (b,), generator=generator)
@@ -286,8 +311,9 @@ class TensorHalf:
             cols = dx[:, None] + torch.where(flip[:, None], (w - 1 - ar_w)[None, :], ar_w[None, :])
             padded = torch.nn.functional.pad(x, (p, p, p, p))
             # zero padding is shifted in as black pixels, like the images' own background
-            x = padded[torch.arange(b, device=dev)[:, None, None], 0,
-                       rows[:, :, None].to(dev), cols[:, None, :].to(dev)].unsqueeze(1)
+            x = padded[torch.arange(b, device=dev)[:, None, None, None],
+                       torch.arange(c, device=dev)[None, :, None, None],
+                       rows[:, None, :, None].to(dev), cols[:, None, None, :].to(dev)]
         return self._normalise(x), self.train_y[idx]
 
     def test_batches(self, batch_size: int) -> Iterator:
@@ -297,32 +323,48 @@ class TensorHalf:
             yield self._normalise(self.test_x[sl]), self.test_y[sl]
 
 
+def tensor_half(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
+                classes: list[int]) -> TensorHalf:
+    """A TensorHalf from uint8 images (N x H x W, or N x H x W x C) and labels already re-indexed."""
+    import torch  # noqa: PLC0415 (torch only in loaders: the driver prepares data without it)
+
+    def images(x: np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(x))
+        return t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2).contiguous()
+    train = images(train_x)
+    return TensorHalf(train_x=train, train_y=torch.from_numpy(train_y.astype(np.int64)), test_x=images(test_x),
+                      test_y=torch.from_numpy(test_y.astype(np.int64)), mean=train.float().mean(dim=0),
+                      classes=list(classes))
+
+
 def half_from_arrays(arrays: dict[str, np.ndarray], classes: list[int]) -> TensorHalf:
     """A TensorHalf of `classes` from prepared arrays (labels re-indexed, mean from its training set)."""
-    import torch  # noqa: PLC0415 (torch only in loaders: the driver prepares data without it)
     trx, tr_y = select_classes(arrays["train_x"], arrays["train_y"].astype(np.int64), classes)
     tex, te_y = select_classes(arrays["test_x"], arrays["test_y"].astype(np.int64), classes)
-    train_x = torch.from_numpy(np.ascontiguousarray(trx)).unsqueeze(1)
-    return TensorHalf(
-        train_x=train_x, train_y=torch.from_numpy(tr_y),
-        test_x=torch.from_numpy(np.ascontiguousarray(tex)).unsqueeze(1), test_y=torch.from_numpy(te_y),
-        mean=train_x.float().mean(dim=0), classes=list(classes))
+    return tensor_half(trx, tr_y, tex, te_y, classes)
 
 
-def load_half(dataset: str, split: str, half: str, store=None, version: str | None = None) -> HalfLoader:
+def _remember(memo_key: tuple, loaded: Any) -> None:
+    while len(_HALF_MEMO) >= _HALF_MEMO_SIZE:
+        _HALF_MEMO.pop(next(iter(_HALF_MEMO)))
+    _HALF_MEMO[memo_key] = loaded
+
+
+def load_half(dataset: str, split: str, half: str, store=None, version: str | None = None,
+              classes: list[int] | None = None) -> HalfLoader:
     """The loader for one half of a dataset split (memoised per process). `version`: the content hash
-    the trial's settings name; a worker refuses to train on any other version of the data."""
+    the trial's settings name; a worker refuses to train on any other version of the data. `classes`:
+    the half's original classes when the plan resolved them (split 'groups'), else the split's rule."""
     spec = dataset_spec(dataset)
-    if spec.loader is not None:  # a dataset with its own loader (ImageNet shards) memoises itself
+    if spec.loader is not None:  # a dataset with its own loader (ImageNet shards, image sets) memoises itself
+        if classes:
+            return spec.loader(split, half, store, version, classes)
         return spec.loader(split, half, store, version)
     if version is not None and version != spec.content_hash():
         raise ValueError(f"the trial reads {dataset} version {version}, but this worker's code prepares version "
                          f"{spec.content_hash()}: plan the sweep with the code the workers run")
-    memo_key = (dataset, spec.content_hash(), split, half)
+    memo_key = (dataset, spec.content_hash(), split, half, tuple(classes or ()))
     if memo_key not in _HALF_MEMO:
-        classes = half_classes(split, spec.num_classes, half)
-        loaded = half_from_arrays(prepared_arrays(dataset, store), classes)
-        while len(_HALF_MEMO) >= _HALF_MEMO_SIZE:
-            _HALF_MEMO.pop(next(iter(_HALF_MEMO)))
-        _HALF_MEMO[memo_key] = loaded
+        chosen = list(classes) if classes else half_classes(split, spec.num_classes, half)
+        _remember(memo_key, half_from_arrays(prepared_arrays(dataset, store), chosen))
     return _HALF_MEMO[memo_key]

@@ -14,6 +14,19 @@ from torch import nn
 from sweepcore.cut_points import resnet_cut_points
 from sweepcore.settings import ModelSettings
 
+# torch 2.13's CPU backward of a 1x1 stride-2 convolution on channels-last inputs of fewer than 8
+# channels corrupts the heap (the process dies with "double free or corruption"); the same projection
+# as a subsample and a stride-1 convolution computes the same values and does not.
+SMALL_PROJECTION_CHANNELS = 8
+
+
+class StridedPointwise(nn.Conv2d):
+    """A 1x1 convolution of stride s computed as conv(x[..., ::s, ::s]): same parameters, same values."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.stride[0]
+        return F.conv2d(x[:, :, ::s, ::s], self.weight, self.bias, 1)
+
 
 class BasicBlock(nn.Module):
     """Two 3x3 conv + BN with a ReLU between, plus a shortcut: identity, or a 1x1 conv + BN
@@ -27,7 +40,8 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+            pointwise = StridedPointwise if stride != 1 and in_channels < SMALL_PROJECTION_CHANNELS else nn.Conv2d
+            self.shortcut = nn.Sequential(pointwise(in_channels, out_channels, 1, stride, bias=False),
                                           nn.BatchNorm2d(out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -138,7 +138,8 @@ def run_trial(settings: TrialSettings, store: st.Store, report: Callable[[dict],
         return existing
     _check_treatment(settings)
     torch.set_num_threads(settings.runtime.threads)
-    data = load_half(settings.dataset, settings.split, settings.target_half, store, settings.data)
+    data = load_half(settings.dataset, settings.split, settings.target_half, store, settings.data,
+                     list(settings.classes) if settings.classes else None)
     base = load_base_weights(store, settings.base_key) if settings.base_key else None
     model = build_network(settings.model, torch.Generator().manual_seed(derive_seed(settings.seed, key, "build")))
     transplant(model, base, settings.n, settings.frozen,

@@ -132,13 +132,14 @@ def _check_manifest(manifest: object, digest: str) -> None:
                 _int(c, f"{at}.classes[{j}]", 0, k - 1)
 
 
-def local_file(store, digest: str, rel: str, sha256: str | None, keep: frozenset = frozenset()) -> str:
+def local_file(store, digest: str, rel: str, sha256: str | None, keep: frozenset = frozenset(),
+               name: str = NAME) -> str:
     """A local path to a prepared file: the store's own file when it is a folder, else a cached copy
     (downloaded once per node, checked against its sha256, published atomically; the cache evicts
     its least recently used files, never those in `keep`, to stay under its bound: workers/cache.py).
     `rel` must be a safe relative name, and the cached copy lands below this version's cache folder
     or nowhere."""
-    prefix = dataset_prefix(NAME, _digest(store, digest))
+    prefix = dataset_prefix(name, _digest(store, digest))
     try:
         check_relative_name(rel)
         if sha256 is not None:
@@ -151,7 +152,7 @@ def local_file(store, digest: str, rel: str, sha256: str | None, keep: frozenset
         return in_place
     root = cache_dir()
     try:  # the cached copy must land below this version's folder (a symlink could lead out)
-        inside(root / "datasets" / NAME / digest, rel)
+        inside(root / "datasets" / name / digest, rel)
     except ValueError as exc:
         raise ValueError(f"{store.uri(path)}: {exc}") from None
 
@@ -160,7 +161,7 @@ def local_file(store, digest: str, rel: str, sha256: str | None, keep: frozenset
         if sha256 and hashlib.sha256(data).hexdigest() != sha256:
             raise ValueError(f"{store.uri(path)}: sha256 does not match the manifest")
         return data
-    return str(fetch_once(root, f"datasets/{NAME}/{digest}/{rel}", None, download, keep))
+    return str(fetch_once(root, f"datasets/{name}/{digest}/{rel}", None, download, keep))
 
 
 @dataclass
