@@ -1,0 +1,234 @@
+"""A user's labelled image set (dataset: folder | parquet): listing, spec errors, preparation into the
+store, halves of any channel count, split 'groups', and whole sweeps on the tests' Ray head."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from image_trees import CLASSES, write_parquet, write_tree
+
+from orchestrator.errors import UsageError
+from orchestrator.plan import make_plan
+from orchestrator.prepare import PrepareError, prepare_image_set
+from orchestrator.spec import SpecError, parse_spec
+from orchestrator.spec_source import record_spec, stored_spec, with_image_set
+from sweepcore.store import open_store
+from workers.image_set.scan import SourceError, scan_folder, scan_parquet
+
+ROOT = Path(__file__).resolve().parents[1]
+RESNET = {"arch": "resnet", "widths": [4, 8], "blocks": [1, 1], "dropout": 0.0}
+TRAIN = {"iterations": 8, "batch_size": 16, "lr": 0.05, "eval_every": 4, "checkpoint_every": 4, "top_k": 2,
+         "warmup_fraction": 0.1}
+
+
+def image_spec(src: Path, dataset: str = "folder", store: Path | None = None, **over) -> dict:
+    images = {"src": str(src), "size": 16, "channels": 3, **over.pop("images", {})}
+    raw = {"name": f"{dataset}-study", "dataset": dataset, "images": images, "splits": ["random:0"],
+           "treatments": ["base", "selffer", "transfer"], "layers": [1, 2], "directions": ["A->B"],
+           "model": dict(RESNET), "train": dict(TRAIN), "resources": {"cpus": 1},
+           "store": str(store or src.parent / "store")}
+    raw.update(over)
+    return raw
+
+
+def resolved(raw: dict):
+    return with_image_set(parse_spec(raw), "spec.yaml")
+
+
+def plan_cli(tmp_path: Path, raw: dict) -> subprocess.CompletedProcess:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", "plan", str(path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+# --- listing ---------------------------------------------------------------------------------------
+def test_a_flat_folder_holds_out_a_fifth_of_each_class_by_name_hash(tmp_path):
+    source = scan_folder(write_tree(tmp_path / "t"), 0.2)
+    assert source.classes == CLASSES
+    assert source.counts() == {"train": 48, "test": 12}
+    test = {ref for split, ref, _, _ in source.items if split == "test"}
+    (tmp_path / "t" / "ant" / "new.png").write_bytes((tmp_path / "t" / "ant" / "000.png").read_bytes())
+    again = scan_folder(tmp_path / "t", 0.2)
+    moved = {ref for split, ref, _, _ in again.items if split == "test"} ^ test
+    assert moved <= {"ant/new.png"} or len(moved) == 2 and all(r.startswith("ant/") for r in moved)
+
+
+def test_a_train_and_test_folder_is_used_as_it_is(tmp_path):
+    source = scan_folder(write_tree(tmp_path / "t", per_class=8, layout="split"), 0.2)
+    assert source.counts() == {"train": 36, "test": 12}
+    assert all(ref.startswith(f"{split}/") for split, ref, _, _ in source.items)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda root: write_tree(root, classes=("cats",)),
+     "a study needs at least 2 classes, found 1 (cats); expected one folder per class: <class>/<image>"),
+    (lambda root: root / "nowhere", "no such directory"),
+    (lambda root: (write_tree(root, classes=("a", "b")), (root / "c").mkdir(), (root / "c" / "x.txt").write_text(""))[0],
+     "class folder 'c' has no image files"),
+    (lambda root: write_tree(root, classes=("a", "b"), per_class=1),
+     "class 'a' has 1 image; each class needs at least 2 (one to train on, one to test)"),
+])
+def test_folders_that_cannot_be_a_study_are_one_line_errors(tmp_path, make, message):
+    with pytest.raises(SourceError) as err:
+        scan_folder(make(tmp_path / "t"), 0.2)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_parquet_file_lists_its_rows_and_reads_hugging_face_image_structs(tmp_path):
+    for hf in (False, True):
+        source = scan_parquet(write_parquet(tmp_path / f"s{hf}.parquet", hf_struct=hf), 0.2)
+        assert source.classes == CLASSES and source.counts() == {"train": 48, "test": 12}
+    with pytest.raises(SourceError, match=r"^images.label_column: .* has no column 'class' \(columns: image, label\)$"):
+        scan_parquet(tmp_path / "sFalse.parquet", 0.2, label_column="class")
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(SourceError, match="not a Parquet file"):
+        scan_parquet(tmp_path / "junk.parquet", 0.2)
+
+
+# --- the spec --------------------------------------------------------------------------------------
+def test_loading_fills_in_the_classes_and_the_data_version_and_resume_needs_no_source(tmp_path):
+    spec = resolved(image_spec(write_tree(tmp_path / "t")))
+    assert spec.images.classes == CLASSES and spec.data_version and len(spec.data_version) == 16
+    plan = make_plan(spec)
+    assert len(plan) == 6 and {t.settings.model.in_channels for t in plan.trials} == {3}
+    assert {t.settings.model.num_outputs for t in plan.trials} == {6}
+    store = open_store(spec.store)
+    record_spec(spec, store)
+    shutil.rmtree(tmp_path / "t")  # resume, status and report plan from the stored spec alone
+    again = stored_spec(spec.name, spec.store, None)
+    assert [t.key for t in make_plan(again).trials] == [t.key for t in plan.trials]
+
+
+def test_split_groups_hands_each_trial_its_half_s_classes(tmp_path):
+    raw = image_spec(write_tree(tmp_path / "t"), splits=["groups"], directions=["A->B", "B->A"],
+                     images={"groups": {"A": ["fox", "ant"], "B": ["bee", "cat", "dog"]}})
+    plan = make_plan(resolved(raw))
+    by_half = {t.target_half: t.settings.classes for t in plan.trials}
+    assert by_half == {"A": (0, 5), "B": (1, 2, 3)}
+    plain = make_plan(resolved(image_spec(tmp_path / "t")))
+    assert {t.settings.classes for t in plain.trials} == {None}  # random splits derive them: not in the key
+
+
+@pytest.mark.parametrize("over,message", [
+    ({"splits": ["natman"]}, "splits[0]: split 'natman' is the man-made/natural split of fashion-animals and "
+                             "imagenet; for an image set give images.groups and use split 'groups'"),
+    ({"splits": ["groups"]}, "splits[0]: split 'groups' needs images.groups (two lists of class names, A and B)"),
+    ({"images": {"groups": {"A": ["ant"], "B": ["ant", "bee"]}}}, "groups: class 'ant' is in both A and B"),
+    ({"images": {"groups": {"A": ["ant"], "B": ["wolf"]}}}, "groups: 'wolf' is not a class of images.src"),
+    ({"model": {"arch": "small"}}, "model.arch small takes 1x28x28 images: set images.size 28 and images.channels 1"),
+    ({"images": {"channels": 2}}, "images.channels"),
+    ({"images": {"label_column": "y"}}, "images.label_column is for dataset parquet"),
+])
+def test_bad_image_set_specs_are_one_line_errors(tmp_path, over, message):
+    raw = image_spec(write_tree(tmp_path / "t"), **over)
+    with pytest.raises((SpecError, UsageError)) as err:
+        resolved(raw)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_plan_of_a_folder_with_one_class_exits_2_with_one_line(tmp_path):
+    proc = plan_cli(tmp_path, image_spec(write_tree(tmp_path / "t", classes=("cats",))))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == (f"transfer-sweep: error: images.src {tmp_path / 't'}: a study needs at least 2 "
+                                   "classes, found 1 (cats); expected one folder per class: <class>/<image>")
+    proc = plan_cli(tmp_path, {k: v for k, v in image_spec(tmp_path / "t").items() if k != "images"})
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "dataset folder needs an images section" in proc.stderr
+
+
+# --- preparation and halves --------------------------------------------------------------------------
+def test_preparing_reports_and_skips_a_corrupt_image_and_halves_read_back(tmp_path):
+    import torch
+
+    from workers.data import clear_memo, load_half
+    spec = resolved(image_spec(write_tree(tmp_path / "t", corrupt=("cat/bad.png",)), images={"shard_size": 20}))
+    said: list[str] = []
+    manifest = prepare_image_set(spec, echo=said.append, inline=True)
+    assert [s["file"] for s in manifest["skipped"]] == ["cat/bad.png"]
+    # cat lists 11 images, 2 of them held out; its corrupt one, wherever it fell, is not counted
+    bad_in = manifest["skipped"][0]["split"]
+    assert manifest["counts"] == ({"train": 48, "test": 12} if bad_in == "train" else {"train": 49, "test": 11})
+    assert said[-1].startswith("1 image(s) skipped") and "cat/bad.png: UnidentifiedImageError" in said[-1]
+    store = open_store(spec.store)
+    clear_memo()
+    half = load_half("folder", "random:0", "B", store, spec.data_version)
+    assert half.train_x.shape[1:] == (3, 16, 16) and half.train_x.dtype == torch.uint8
+    assert sorted(set(half.train_y.tolist())) == [0, 1, 2] and sorted(set(half.test_y.tolist())) == [0, 1, 2]
+    assert len(half.classes) == 3 and half.num_train + len(half.test_y) == 30  # 10 readable images a class
+    objects = {p: store.read_bytes(p) for p in store.list("datasets")}
+    assert prepare_image_set(spec, inline=True) == manifest  # done before: nothing rewritten
+    assert {p: store.read_bytes(p) for p in store.list("datasets")} == objects
+
+
+def test_a_class_whose_images_are_all_unreadable_is_refused_with_one_line(tmp_path):
+    root = write_tree(tmp_path / "t", classes=("a", "b"), per_class=4)
+    for f in (root / "b").iterdir():
+        f.write_bytes(b"junk")
+    spec = resolved(image_spec(root))
+    with pytest.raises(PrepareError) as err:
+        prepare_image_set(spec, inline=True)
+    assert str(err.value).startswith(f"images.src {root}: class 'b' has no readable train image: 3 could not be "
+                                     "decoded (first: b/")
+    assert "\n" not in str(err.value)
+
+
+def test_a_three_channel_half_shifts_and_mirrors_every_channel_alike():
+    import torch
+
+    from workers.data import tensor_half
+    x = np.stack([np.stack([np.full((6, 6), 10 * c + i, np.uint8) for c in range(3)], -1) for i in range(4)])
+    x[:, 2, 3, :] = 200  # one bright pixel per image, in every channel
+    half = tensor_half(x, np.arange(4), x, np.arange(4), [0, 1, 2, 3])
+    images, labels = half.train_batch(torch.arange(4), torch.Generator().manual_seed(0), augment=True)
+    assert images.shape == (4, 3, 6, 6) and labels.tolist() == [0, 1, 2, 3]
+    bright = images * 255 + half.mean
+    where = [(bright[i, c] > 150).nonzero().tolist() for i in range(4) for c in range(3)]
+    assert all(w == where[3 * (k // 3)] for k, w in enumerate(where))  # the same place in each channel
+
+
+# --- whole sweeps on the tests' Ray head ---------------------------------------------------------
+@pytest.mark.integration
+def test_a_folder_study_runs_end_to_end_and_skips_the_corrupt_file(ray_head, tmp_path):
+    from sweep_helpers import cli, env_with
+
+    from sweepcore.records import read_results
+    root = write_tree(tmp_path / "tree", corrupt=("dog/broken.jpg",))
+    raw = image_spec(root, splits=["random:0", "groups"], images={"groups": {"A": ["ant", "bee"], "B": ["eel", "fox"]}})
+    path = tmp_path / "folder.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    proc = cli("run", str(path), "--address", ray_head.address, env=env_with(ray_head))
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert "1 image(s) skipped" in proc.stderr and "dog/broken.jpg" in proc.stderr
+    rows = read_results(open_store(raw["store"])).to_pylist()
+    assert len(rows) == 12 and {r["status"] for r in rows} == {"ok"} and {r["dataset"] for r in rows} == {"folder"}
+    assert sorted({r["split"] for r in rows}) == ["groups", "random:0"]
+    again = cli("run", str(path), "--address", ray_head.address, env=env_with(ray_head))
+    assert again.returncode == 0 and "12 already committed, 0 to run" in again.stderr
+    assert len(read_results(open_store(raw["store"])).to_pylist()) == 12
+
+
+@pytest.mark.integration
+def test_a_parquet_study_runs_end_to_end_on_s3(ray_head, s3_server, tmp_path, monkeypatch):
+    from sweep_helpers import cli, env_with
+
+    from sweepcore.records import read_results
+    uri = f"s3://{s3_server.make_bucket()}/study"
+    raw = image_spec(write_parquet(tmp_path / "set.parquet", hf_struct=True), "parquet", store=None,
+                     images={"channels": 1}, treatments=["base", "transfer+"], layers=[2])
+    raw["store"] = uri
+    path = tmp_path / "parquet.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    proc = cli("run", str(path), "--address", ray_head.address, env=env_with(ray_head, s3_server.env()))
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    store = open_store(uri, s3_server.endpoint)
+    rows = read_results(store).to_pylist()
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"ok"}
+    assert any(p.endswith("/manifest.json") for p in store.list("datasets/parquet"))
