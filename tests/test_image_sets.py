@@ -232,3 +232,28 @@ def test_a_parquet_study_runs_end_to_end_on_s3(ray_head, s3_server, tmp_path, mo
     rows = read_results(store).to_pylist()
     assert len(rows) == 3 and {r["status"] for r in rows} == {"ok"}
     assert any(p.endswith("/manifest.json") for p in store.list("datasets/parquet"))
+
+
+def test_plan_of_a_missing_factory_exits_2_with_one_line(tmp_path):
+    raw = image_spec(write_tree(tmp_path / "t"), model={"factory": "no_such_models:resnet"})
+    proc = plan_cli(tmp_path, raw)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith(f"transfer-sweep: error: {tmp_path / 'spec.yaml'}: model.factory no_such_models:resnet: ")
+    assert "no_such_models" in proc.stderr.split("resnet: ", 1)[1]
+
+
+@pytest.mark.integration
+def test_run_of_a_class_whose_images_cannot_be_read_exits_2_with_one_line(ray_head, tmp_path):
+    from sweep_helpers import cli, env_with
+    root = write_tree(tmp_path / "tree", classes=("a", "b", "c"), per_class=4)
+    for f in (root / "c").iterdir():
+        f.write_bytes(b"junk")
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(image_spec(root)))
+    proc = cli("run", str(path), "--address", ray_head.address, env=env_with(ray_head))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"transfer-sweep: error: images.src {root}: class 'c' has no readable train image: "
+                           "3 could not be decoded (first: c/"), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "store" / "results").exists()  # nothing trained on a broken set
