@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--metric", choices=("top1_paper", "top1_final"), default="top1_paper")
     sp.set_defaults(func=cmd_report)
     add_data_parser(sub)  # `data prepare ...`
+    from orchestrator.compare import add_compare_parser  # noqa: PLC0415 (matplotlib and pandas only when asked)
+    add_compare_parser(sub)
 
     sp = sub.add_parser("migrate-results", help="re-key published results.parquet (and then base_curves.parquet) "
                         "files from protocol 1 to the current protocol, in place")
@@ -307,19 +309,6 @@ def cmd_status(args) -> int:
     return code
 
 
-def base_curves(store, results):
-    """The learning curves (key, step, top1, ...) of the bases among the results, as one Arrow table
-    (None when there is none)."""
-    import pyarrow as pa  # noqa: PLC0415 (Arrow only for `report`)
-
-    from sweepcore.records import read_curve  # noqa: PLC0415 (Arrow only for `report`)
-    if results.empty or "treatment" not in results.columns:
-        return None
-    tables = [t for key in results.loc[results.treatment == "base", "key"]
-              if (t := read_curve(store, str(key))) is not None]
-    return pa.concat_tables(tables) if tables else None
-
-
 def cmd_migrate_results(args) -> int:
     from orchestrator.migrate import migrate_file  # noqa: PLC0415 (Arrow only for this command)
 
@@ -340,7 +329,7 @@ def cmd_report(args) -> int:
     import pandas as pd  # noqa: PLC0415 (pandas only for `report`)
 
     from orchestrator.report import write_report, write_tables  # noqa: PLC0415 (matplotlib only for `report`)
-    from sweepcore.records import read_results  # noqa: PLC0415 (Arrow only for `report`)
+    from sweepcore.records import read_base_curves, read_results  # noqa: PLC0415 (Arrow only for `report`)
 
     spec = stored_spec(args.sweep, args.store, args.endpoint)
     plan: Plan = make_plan(spec)
@@ -354,7 +343,7 @@ def cmd_report(args) -> int:
         Path(store.uri(f"{sweep_prefix(spec.name)}/report")) if "://" not in spec.store
         else Path(f"report-{spec.name}"))
     within = store.local_path() if not args.out and "://" not in spec.store else None  # default: stays in the store
-    curves = base_curves(store, results)
+    curves = read_base_curves(store, results)
     info = write_report(results, out, planned=planned, title=f"sweep {spec.name} ({spec.dataset})",
                         metric=args.metric, curves=curves.to_pandas() if curves is not None else None,
                         within=within)

@@ -28,7 +28,7 @@ DEFAULT_DRIVER = "transfer-sweep"
 META_SWEEP, META_SPEC, META_STORE = "transfer_sweep", "transfer_sweep_spec", "transfer_sweep_store"
 
 
-LATER_SPEC_FIELDS = ("mlflow",)
+LATER_SPEC_FIELDS = ("mlflow", "images")
 # model fields added later, with the value that means "not used": left out of the digest at that value
 LATER_MODEL_FIELDS = {"factory": None, "blocks": None, "cut_points": None, "frozen_bn": "frozen"}
 

@@ -16,6 +16,7 @@ import re
 import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -218,6 +219,16 @@ def read_curve(store: Store, key: str) -> pa.Table | None:
     except FileNotFoundError:
         return None
 
+
+
+def read_base_curves(store: Store, results: Any) -> Any:
+    """The learning curves (key, step, top1, ...) of the bases among `results` (a DataFrame of result
+    rows), as one Arrow table; None when there is none."""
+    if results.empty or "treatment" not in results.columns:
+        return None
+    tables = [t for key in results.loc[results.treatment == "base", "key"]
+              if (t := read_curve(store, str(key))) is not None]
+    return pa.concat_tables(tables) if tables else None
 
 def write_progress(store: Store, key: str, progress: dict) -> None:
     """Overwrite trials/<key>/progress.json (step, total_steps, updated_at, ...)."""

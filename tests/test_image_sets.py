@@ -69,8 +69,8 @@ def test_a_train_and_test_folder_is_used_as_it_is(tmp_path):
     (lambda root: write_tree(root, classes=("cats",)),
      "a study needs at least 2 classes, found 1 (cats); expected one folder per class: <class>/<image>"),
     (lambda root: root / "nowhere", "no such directory"),
-    (lambda root: (write_tree(root, classes=("a", "b")), (root / "c").mkdir(), (root / "c" / "x.txt").write_text(""))[0],
-     "class folder 'c' has no image files"),
+    (lambda root: (write_tree(root, classes=("a", "b")), (root / "c").mkdir(),
+                   (root / "c" / "x.txt").write_text(""))[0], "class folder 'c' has no image files"),
     (lambda root: write_tree(root, classes=("a", "b"), per_class=1),
      "class 'a' has 1 image; each class needs at least 2 (one to train on, one to test)"),
 ])
@@ -238,7 +238,8 @@ def test_plan_of_a_missing_factory_exits_2_with_one_line(tmp_path):
     raw = image_spec(write_tree(tmp_path / "t"), model={"factory": "no_such_models:resnet"})
     proc = plan_cli(tmp_path, raw)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert proc.stderr.startswith(f"transfer-sweep: error: {tmp_path / 'spec.yaml'}: model.factory no_such_models:resnet: ")
+    assert proc.stderr.startswith(f"transfer-sweep: error: {tmp_path / 'spec.yaml'}: "
+                                  "model.factory no_such_models:resnet: ")
     assert "no_such_models" in proc.stderr.split("resnet: ", 1)[1]
 
 

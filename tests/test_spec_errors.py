@@ -38,7 +38,7 @@ def _set(path, value):
 
 
 CASES = [
-    ("unknown field", _set(["colour"], "red"), ["colour: unknown field", "allowed: name, dataset, splits"]),
+    ("unknown field", _set(["colour"], "red"), ["colour: unknown field", "allowed: name, dataset, images, splits"]),
     ("unknown nested field", _set(["train", "lr_sched"], "x"), ["train.lr_sched: unknown field", "lr_schedule"]),
     ("wrong type", _set(["train", "batch_size"], "big"), ["train.batch_size", "integer", "'big'"]),
     ("layer 0", _set(["layers"], [0, 1]), ["layers", "layer 0 is not allowed (allowed: 1..7 for the CaffeNet shapes"]),
@@ -48,7 +48,7 @@ CASES = [
     ("unknown dataset", _set(["dataset"], "cifar"),
      ["dataset", "unknown dataset 'cifar'", "fashion-animals, imagenet"]),
     ("unknown split", _set(["splits"], ["random:x"]), ["splits[0].split", "unknown split 'random:x'",
-                                                       "random:<seed>, natman, all"]),
+                                                       "random:<seed>, natman, groups, all"]),
     ("per-split layer", _set(["splits"], [{"split": "natman", "layers": [9]}]), ["splits[0].layers", "layer 9"]),
     ("missing field", lambda raw: raw.pop("train"), ["train: required field is missing"]),
     ("epochs and iterations", _set(["train", "iterations"], 100), ["train", "exactly one of epochs or iterations"]),
@@ -140,7 +140,7 @@ HOSTILE = [
     ("10 kB wrong type", DEMO_TEXT.replace("batch_size: 128", "batch_size: " + "x" * 10_000).encode(),
      ["train.batch_size", "valid integer", "(got 'xxxx", "...)"]),
     ("10 kB dataset", DEMO_TEXT.replace("dataset: fashion-animals", "dataset: " + "y" * 10_000).encode(),
-     ["dataset: unknown dataset 'yyyy", "...", "(allowed: fashion-animals, imagenet)"]),
+     ["dataset: unknown dataset 'yyyy", "...", "(allowed: fashion-animals, imagenet, folder, parquet)"]),
     ("1000-char unknown key", (DEMO_TEXT + "z" * 1000 + ": 1\n").encode(), ["zzz...: unknown field (allowed: name,"]),
     ("name with newline", DEMO_TEXT.replace("name: demo", 'name: "a\\nb"').encode(),
      ["name: name must be", r"(got 'a\nb')"]),

@@ -1,0 +1,180 @@
+"""`transfer-sweep compare`: two studies of the same design side by side, layer by layer, on one figure.
+
+Each input is a results file (`results.parquet`, as `report --out` writes it; `base_curves.parquet`
+beside it is read when there) or a sweep name in `--store`. Only the (split, target half, seed) cells
+both studies hold are compared, so the two networks are judged on the same tasks, splits and seeds.
+Every trial is paired with the base of its own target half and seed (`stats.pair_with_bases`); per arm
+and n the report gives each study's mean difference to its base with a 95% CI over units (split,
+seed), and the paired difference between the studies. Each study's convergence check heads the
+report: a comparison is only as good as the convergence of both.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: figures are files
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from orchestrator.convergence import check_convergence  # noqa: E402
+from orchestrator.errors import UsageError  # noqa: E402
+from orchestrator.stats import CELL, RANDOM_SPLIT, Interval, contrast, pair_with_bases  # noqa: E402
+from sweepcore.vocabulary import TREATMENT_LABEL  # noqa: E402
+
+ARMS = ("selffer", "transfer", "selffer+", "transfer+")
+COLOURS = ("tab:blue", "tab:red")
+MARKERS = {"selffer": "o", "transfer": "s", "selffer+": "^", "transfer+": "D"}
+
+
+def add_compare_parser(sub: argparse._SubParsersAction) -> None:
+    """Add `compare A B --out DIR` to the CLI's sub-parsers."""
+    sp = sub.add_parser("compare", help="two studies side by side, layer by layer (one figure + a table)")
+    sp.add_argument("first", help="a results.parquet (as `report --out` writes) or a sweep name in --store")
+    sp.add_argument("second", help="the same, for the study to compare with")
+    sp.add_argument("--labels", help="two names for the figure, comma-separated (default: the inputs)")
+    sp.add_argument("--store", default="./store", help="store of sweeps named by name (default ./store)")
+    sp.add_argument("--endpoint", help="S3 endpoint URL (default: AWS_ENDPOINT_URL)")
+    sp.add_argument("--out", required=True, help="folder for compare.png and compare.md")
+    sp.set_defaults(func=cmd_compare)
+
+
+def read_study(ref: str, store_uri: str, endpoint: Optional[str]) -> tuple[pd.DataFrame, Optional[pd.DataFrame]]:
+    """(results, base curves or None) of a results file or of a sweep in the store."""
+    path = Path(ref)
+    if ref.endswith(".parquet"):
+        if not path.is_file():
+            raise UsageError(f"{ref}: no such results file")
+        try:
+            results = pd.read_parquet(path)
+            curves_path = path.with_name("base_curves.parquet")
+            curves = pd.read_parquet(curves_path) if curves_path.is_file() else None
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{ref}: not a results file ({' '.join(str(exc).split())[:120]})") from None
+        return results, curves
+    from orchestrator.plan import make_plan  # noqa: PLC0415 (a sweep name: read it from the store)
+    from orchestrator.spec_source import stored_spec  # noqa: PLC0415
+    from sweepcore.records import read_base_curves, read_results  # noqa: PLC0415
+    from sweepcore.store import open_store  # noqa: PLC0415
+    spec = stored_spec(ref, store_uri, endpoint)
+    store = open_store(spec.store, spec.endpoint)
+    results = read_results(store, set(make_plan(spec).by_key())).to_pandas()
+    curves = read_base_curves(store, results)
+    return results, curves.to_pandas() if curves is not None else None
+
+
+def common_cells(first: pd.DataFrame, second: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both prepared tables cut to the random-split (split, target half, seed) cells both hold."""
+    def cells(df: pd.DataFrame) -> set:
+        return set(map(tuple, df[df.family == RANDOM_SPLIT][list(CELL)].drop_duplicates().to_numpy()))
+    both = cells(first) & cells(second)
+
+    def keep(df: pd.DataFrame) -> pd.DataFrame:
+        return df[[tuple(r) in both for r in df[list(CELL)].to_numpy()]]
+    return keep(first), keep(second)
+
+
+def arm_rows(df: pd.DataFrame) -> list[tuple[str, int]]:
+    """(treatment, n) of every arm a table holds, in arm order."""
+    pairs = {(t, int(n)) for t, n in df[df.treatment.isin(ARMS)][["treatment", "n"]].drop_duplicates().to_numpy()}
+    return sorted(pairs, key=lambda p: (ARMS.index(p[0]), p[1]))
+
+
+def _pp(interval: Interval) -> str:
+    if not interval.has_ci:
+        return f"{interval.mean * 100:+.2f}"
+    return f"{interval.mean * 100:+.2f} [{interval.low * 100:+.2f}, {interval.high * 100:+.2f}]"
+
+
+def compare(first: pd.DataFrame, second: pd.DataFrame, labels: tuple[str, str], out: Path,
+            curves: tuple[Optional[pd.DataFrame], Optional[pd.DataFrame]] = (None, None)) -> dict[str, Any]:
+    """Write compare.png and compare.md to `out`; return the rows of the table."""
+    a, b = common_cells(pair_with_bases(first), pair_with_bases(second))
+    if a.empty:
+        raise UsageError("the two studies share no random-split (split, target half, seed) cell: nothing to compare")
+    arms = [arm for arm in arm_rows(a) if arm in set(arm_rows(b))]
+    rows: list[dict] = []
+    for treatment, n in arms:
+        # each arm on the cells both studies hold for it: the two columns are the same tasks
+        ra, rb = common_cells(a[(a.treatment == treatment) & (a.n == n)], b[(b.treatment == treatment) & (b.n == n)])
+        rows.append({"arm": f"{TREATMENT_LABEL[treatment]}({n})", "treatment": treatment, "n": n,
+                     "first": contrast([(1, ra)], "pdelta"), "second": contrast([(1, rb)], "pdelta"),
+                     "difference": contrast([(1, rb), (-1, ra)], "pdelta")})
+    out.mkdir(parents=True, exist_ok=True)
+    _plot(a, b, rows, labels, out / "compare.png")
+    units = a[list(CELL)].drop_duplicates()
+    bases = [(label, df[df.treatment == "base"]["value"]) for label, df in zip(labels, (a, b))]
+    lines = [f"# {labels[0]} vs {labels[1]}, layer by layer", "",
+             f"The same {len(units)} target tasks (split, target half, seed) in both: "
+             f"{', '.join(sorted(units['split'].unique()))}, seeds {sorted(units['seed'].unique().tolist())}. "
+             "Each trial minus the base of its own target and seed, in percentage points; 95% CI over units "
+             "(split, seed); the last column is the paired difference between the networks.", ""]
+    for (label, base), df, curve in zip(bases, (a, b), curves):
+        conv = check_convergence(df, curve)
+        lines += [f"- **{label}**: base top-1 {base.mean():.4f} (sd {base.std(ddof=1):.4f}, {len(base)} bases); "
+                  f"{conv.headline()}"]
+    lines += ["", f"| arm | {labels[0]} − base | {labels[1]} − base | {labels[1]} − {labels[0]} |", "|---|---|---|---|"]
+    lines += [f"| {r['arm']} | {_pp(r['first'])} | {_pp(r['second'])} | {_pp(r['difference'])} |" for r in rows]
+    lines += ["", "![compare](compare.png)", ""]
+    (out / "compare.md").write_text("\n".join(lines))
+    return {"rows": rows, "files": [str(out / "compare.png"), str(out / "compare.md")]}
+
+
+def _plot(a: pd.DataFrame, b: pd.DataFrame, rows: list[dict], labels: tuple[str, str], path: Path) -> None:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 6))
+    max_n = max(r["n"] for r in rows) if rows else 7
+    for side, (label, colour) in enumerate(zip(labels, COLOURS)):
+        df = (a, b)[side]
+        base = float(df[df.treatment == "base"]["value"].mean())
+        for treatment in ARMS:
+            mine = [r for r in rows if r["treatment"] == treatment]
+            if not mine:
+                continue
+            xs = [r["n"] + (side - 0.5) * 0.12 for r in mine]
+            ivs = [r[("first", "second")[side]] for r in mine]
+            means = [iv.mean * 100 for iv in ivs]
+            err = [[(iv.mean - iv.low) * 100 if iv.has_ci else 0 for iv in ivs],
+                   [(iv.high - iv.mean) * 100 if iv.has_ci else 0 for iv in ivs]]
+            style = "-" if len(mine) > 1 else "none"
+            right.errorbar(xs, means, yerr=err, color=colour, marker=MARKERS[treatment], linestyle=style, capsize=3,
+                           markeredgecolor="black", markeredgewidth=0.5,
+                           label=f"{label} {TREATMENT_LABEL[treatment]}")
+            left.plot([0] + [r["n"] for r in mine] if len(mine) > 1 else [r["n"] for r in mine],
+                      ([base] if len(mine) > 1 else []) + [base + iv.mean for iv in ivs],
+                      color=colour, marker=MARKERS[treatment], linestyle=style, markeredgecolor="black",
+                      markeredgewidth=0.5, label=f"{label} {TREATMENT_LABEL[treatment]}")
+        left.axhline(base, color=colour, linestyle="--", linewidth=1, label=f"{label} base {base:.3f}")
+    right.axhline(0, color="black", linewidth=1)
+    for ax in (left, right):
+        ax.set_xticks(range(max_n + 1))
+        ax.set_xticklabels(["0\n(base)"] + [str(n) for n in range(1, max_n + 1)])
+        ax.set_xlabel("layer n: cut points 1..n copied from a base")
+        ax.grid(True, axis="y", alpha=0.3)
+    left.set_ylabel("top-1 (mean of the paper's top-k metric)")
+    left.set_title("accuracy, each network against its own base")
+    right.set_ylabel("trial − its own base (pp), 95% CI over (split, seed)")
+    right.set_title("the same as paired differences")
+    handles, names = right.get_legend_handles_labels()
+    lines, line_names = left.get_legend_handles_labels()
+    extra = [(h, n) for h, n in zip(lines, line_names) if " base " in n]
+    fig.legend(handles + [h for h, _ in extra], names + [n for _, n in extra], loc="lower center",
+               ncol=5, fontsize=8, frameon=False)
+    fig.suptitle(f"{labels[0]} vs {labels[1]}: the same splits, seeds and target tasks", fontsize=12)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Run `compare`; bad inputs are UsageErrors (one line, exit 2)."""
+    labels = tuple(args.labels.split(",")) if args.labels else (args.first, args.second)
+    if len(labels) != 2 or not all(labels):
+        raise UsageError(f"--labels {args.labels}: give two names separated by a comma")
+    (ra, ca), (rb, cb) = (read_study(ref, args.store, args.endpoint) for ref in (args.first, args.second))
+    info = compare(ra, rb, (labels[0], labels[1]), Path(args.out), (ca, cb))
+    for f in info["files"]:
+        print(f"wrote {f}")
+    return 0

@@ -1,0 +1,45 @@
+"""`transfer-sweep compare`: two studies on their common cells, paired, with one figure and a table."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from orchestrator.compare import compare
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLISHED = ROOT / "docs" / "results" / "converged" / "results.parquet"
+
+
+def test_a_study_compared_with_itself_differs_by_exactly_zero(tmp_path):
+    results = pd.read_parquet(PUBLISHED)
+    info = compare(results, results, ("one", "two"), tmp_path)
+    arms = [r["arm"] for r in info["rows"]]
+    assert arms == ["BnB(1)", "BnB(2)", "BnB(3)", "BnB(4)", "BnB(5)", "BnB(6)", "BnB(7)", "AnB(1)", "BnB+(7)",
+                    "AnB+(7)"]
+    assert all(r["difference"].mean == 0 and r["difference"].k == 6 for r in info["rows"])
+    assert (tmp_path / "compare.png").stat().st_size > 10_000
+    assert "| BnB(4) |" in (tmp_path / "compare.md").read_text()
+
+
+def test_only_cells_both_studies_hold_are_compared_and_a_shift_shows_exactly(tmp_path):
+    first = pd.read_parquet(PUBLISHED)
+    second = first[first.split == "random:0"].copy()  # 3 of the 6 units
+    bumped = (second.treatment == "selffer") & (second.n == 3)
+    second.loc[bumped, "top1_paper"] += 0.01
+    info = compare(first, second, ("all", "half"), tmp_path)
+    row = next(r for r in info["rows"] if r["arm"] == "BnB(3)")
+    assert row["difference"].mean == pytest.approx(0.01, abs=1e-12) and row["difference"].k == 3
+    assert row["first"].k == row["second"].k == 3  # the first study cut to the same cells
+    assert "random:0, seeds [0, 1, 2]" in (tmp_path / "compare.md").read_text()
+
+
+def test_compare_of_a_missing_file_exits_2_with_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "compare", str(PUBLISHED),
+                           str(tmp_path / "nope.parquet"), "--out", str(tmp_path / "out")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"transfer-sweep: error: {tmp_path / 'nope.parquet'}: no such results file"
