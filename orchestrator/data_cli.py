@@ -21,7 +21,9 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
     sp = actions.add_parser("prepare", help="prepare a dataset once into the store (resumable)",
                             description="imagenet: warp ILSVRC-2012 to 256x256 shards + mean image, as Ray "
                             "tasks; fashion-animals: publish the 28x28 arrays for workers without the data")
-    sp.add_argument("dataset", choices=("imagenet", "fashion-animals"))
+    sp.add_argument("dataset", choices=("imagenet", "fashion-animals", "folder", "parquet"))
+    sp.add_argument("--spec", help="folder, parquet: the sweep spec whose images section to prepare (the same "
+                    "listing and version its run would read; a run prepares it too when it is missing)")
     sp.add_argument("--src", help="imagenet: folder with train/<wnid>/*.JPEG and val/ (per-class folders, "
                     "or flat + LOC_val_solution.csv / val_labels.txt); readable at this path on every node")
     sp.add_argument("--store", default="./store", help="store root: folder or s3://bucket/prefix (default ./store)")
@@ -45,6 +47,10 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     from orchestrator.prepare import PrepareError, describe, prepare_fashion_animals, prepare_imagenet  # noqa: PLC0415 (Ray and Pillow only for `data prepare`)
 
     store = absolute_uri(args.store)
+    if args.dataset in ("folder", "parquet"):
+        return _prepare_image_set(args, store)
+    if args.spec:
+        raise PrepareError(f"--spec is for folder and parquet image sets ({args.dataset} is built in)")
     if args.dataset == "fashion-animals":
         if args.format != "jpeg":
             raise PrepareError("--format is only for imagenet (fashion-animals is published as arrays)")
@@ -68,4 +74,22 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
           f"{summary['reused']} reused), {d['skipped']} files skipped (listed in manifest.json)")
     for item in summary["manifest"]["skipped"][:20]:
         print(f"  skipped {item['file']}: {item['reason']}")
+    return 0
+
+
+def _prepare_image_set(args: argparse.Namespace, store: str) -> int:
+    from orchestrator.prepare import PrepareError, prepare_image_set  # noqa: PLC0415 (Ray and Pillow only here)
+    from orchestrator.spec import load_spec  # noqa: PLC0415
+    from orchestrator.spec_source import with_image_set  # noqa: PLC0415
+
+    if not args.spec:
+        raise PrepareError(f"data prepare {args.dataset} needs --spec SPEC (the sweep spec with the images section)")
+    spec = load_spec(args.spec)
+    if spec.dataset != args.dataset:
+        raise PrepareError(f"{args.spec}: dataset is {spec.dataset}, not {args.dataset}")
+    spec = with_image_set(spec.model_copy(update={"store": store, "endpoint": args.endpoint}), args.spec)
+    manifest = prepare_image_set(spec, args.address, echo=_say)
+    print(f"{spec.dataset} {spec.data_version}: {manifest['num_classes']} classes, {manifest['counts']['train']} "
+          f"train + {manifest['counts']['test']} test images, {len(manifest['skipped'])} skipped (listed in "
+          f"manifest.json)")
     return 0

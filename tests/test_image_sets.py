@@ -2,6 +2,7 @@
 store, halves of any channel count, split 'groups', and whole sweeps on the tests' Ray head."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -258,3 +259,25 @@ def test_run_of_a_class_whose_images_cannot_be_read_exits_2_with_one_line(ray_he
                            "3 could not be decoded (first: c/"), proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "store" / "results").exists()  # nothing trained on a broken set
+
+
+@pytest.mark.integration
+def test_data_prepare_of_an_image_set_spec_commits_its_version_once(ray_head, tmp_path):
+    from sweep_helpers import cli, env_with
+    raw = image_spec(write_tree(tmp_path / "tree", corrupt=("eel/x.png",)))
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    args = ("data", "prepare", "folder", "--spec", str(path), "--store", raw["store"], "--address", ray_head.address)
+    proc = cli(*args, env=env_with(ray_head))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    version = resolved(raw).data_version
+    store = open_store(raw["store"])
+    manifest = json.loads(store.read_bytes(f"datasets/folder/{version}/manifest.json"))
+    counts = {"train": 48, "test": 12} if manifest["skipped"][0]["split"] == "train" else {"train": 49, "test": 11}
+    assert manifest["counts"] == counts  # eel lists 11 images, 2 held out; the corrupt one is not counted
+    assert proc.stdout.strip() == (f"folder {version}: 6 classes, {counts['train']} train + {counts['test']} test "
+                                   "images, 1 skipped (listed in manifest.json)")
+    assert "eel/x.png: UnidentifiedImageError: cannot identify image file eel/x.png" in proc.stderr
+    objects = {p: store.read_bytes(p) for p in store.list("datasets")}
+    again = cli(*args, env=env_with(ray_head))
+    assert again.returncode == 0 and {p: store.read_bytes(p) for p in store.list("datasets")} == objects

@@ -82,7 +82,7 @@ def prepare_shard(job: ShardJob, store: Store) -> dict:
             images.append(decode(data, job.size, job.channels))
             labels.append(label)
         except Exception as exc:  # noqa: BLE001 (any decoder failure: report and skip the image)
-            text = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "it", f"{type(exc).__name__}: {exc}")
+            text = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", name, f"{type(exc).__name__}: {exc}")
             reason = " ".join(text.replace(job.root, "").split())[:300]
             skipped.append({"split": job.split, "file": name, "reason": reason, "class": label})
     x = np.stack(images) if images else np.zeros((0, job.size, job.size, job.channels), np.uint8)
