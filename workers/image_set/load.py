@@ -5,31 +5,32 @@ once per node, checked against the manifest's sha256).
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from sweepcore.layout import check_relative_name, check_sha256, dataset_prefix, shown
 from workers.image_set import MANIFEST, MAX_SIZE, SPLITS
-from workers.imagenet.load import MAX_CLASSES, MAX_COUNT, MAX_SHARDS, _Bad, _dict, _field, _int, _list, local_file
+from workers.imagenet.load import (
+    MAX_CLASSES,
+    MAX_COUNT,
+    MAX_SHARDS,
+    _Bad,
+    _dict,
+    _field,
+    _int,
+    _list,
+    checked_manifest,
+    local_file,
+)
 
 
 def read_manifest(store, name: str, digest: str) -> dict:
     """The committed manifest of image set `name` version `digest`, its structure checked."""
     path = f"{dataset_prefix(name, digest)}/{MANIFEST}"
-    where = store.uri(path)
     try:
-        manifest = json.loads(store.read_bytes(path))
+        return checked_manifest(store, path, lambda m: _check_manifest(m, digest))
     except FileNotFoundError:
-        raise FileNotFoundError(f"{where}: the image set is not prepared (a sweep's run prepares it from "
-                                "images.src before its first trial)") from None
-    except ValueError as exc:  # not UTF-8, not JSON
-        raise ValueError(f"{where}: not a JSON manifest ({type(exc).__name__})") from None
-    try:
-        _check_manifest(manifest, digest)
-    except _Bad as exc:
-        raise ValueError(f"{where}: {exc}") from None
-    return manifest
+        raise FileNotFoundError(f"{store.uri(path)}: the image set is not prepared (a sweep's run prepares it "
+                                "from images.src before its first trial)") from None
 
 
 def _check_manifest(manifest: object, digest: str) -> None:

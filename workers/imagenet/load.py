@@ -57,14 +57,20 @@ class _Bad(ValueError):
 def read_manifest(store, digest: str) -> dict:
     """The committed manifest of a prepared version, its structure checked once (types, bounds, names,
     sha256s): a manifest that passes names only files below its version's folder."""
-    path = f"{dataset_prefix(NAME, _digest(store, digest))}/{MANIFEST}"
+    return checked_manifest(store, f"{dataset_prefix(NAME, _digest(store, digest))}/{MANIFEST}",
+                            lambda m: _check_manifest(m, digest))
+
+
+def checked_manifest(store, path: str, check) -> dict:
+    """The JSON object at `path`, passed through `check` (which raises _Bad 'field: problem'); any
+    problem is a one-line ValueError naming the object."""
     where = store.uri(path)
     try:
         manifest = json.loads(store.read_bytes(path))
     except ValueError as exc:  # not UTF-8, not JSON
         raise ValueError(f"{where}: not a JSON manifest ({type(exc).__name__})") from None
     try:
-        _check_manifest(manifest, digest)
+        check(manifest)
     except _Bad as exc:
         raise ValueError(f"{where}: {exc}") from None
     return manifest
