@@ -33,13 +33,24 @@ MARKERS = {"selffer": "o", "transfer": "s", "selffer+": "^", "transfer+": "D"}
 def add_compare_parser(sub: argparse._SubParsersAction) -> None:
     """Add `compare A B --out DIR` to the CLI's sub-parsers."""
     sp = sub.add_parser("compare", help="two studies side by side, layer by layer (one figure + a table)")
-    sp.add_argument("first", help="a results.parquet (as `report --out` writes) or a sweep name in --store")
+    sp.add_argument("first", help="a results.parquet (as `report --out` writes) or a sweep name in --store; "
+                    "several joined by ',' are one study (rows of the same trial counted once)")
     sp.add_argument("second", help="the same, for the study to compare with")
     sp.add_argument("--labels", help="two names for the figure, comma-separated (default: the inputs)")
     sp.add_argument("--store", default="./store", help="store of sweeps named by name (default ./store)")
     sp.add_argument("--endpoint", help="S3 endpoint URL (default: AWS_ENDPOINT_URL)")
     sp.add_argument("--out", required=True, help="folder for compare.png and compare.md")
     sp.set_defaults(func=cmd_compare)
+
+
+def read_studies(refs: str, store_uri: str, endpoint: Optional[str]) -> tuple[pd.DataFrame, Optional[pd.DataFrame]]:
+    """(results, base curves or None) of one or more comma-separated refs, each trial's row once."""
+    parts = [read_study(ref, store_uri, endpoint) for ref in refs.split(",") if ref]
+    if not parts:
+        raise UsageError(f"{refs!r}: name a results file or a sweep")
+    results = pd.concat([r for r, _ in parts], ignore_index=True).drop_duplicates("key")
+    curves = [c for _, c in parts if c is not None]
+    return results, (pd.concat(curves, ignore_index=True).drop_duplicates(["key", "step"]) if curves else None)
 
 
 def read_study(ref: str, store_uri: str, endpoint: Optional[str]) -> tuple[pd.DataFrame, Optional[pd.DataFrame]]:
@@ -173,7 +184,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     labels = tuple(args.labels.split(",")) if args.labels else (args.first, args.second)
     if len(labels) != 2 or not all(labels):
         raise UsageError(f"--labels {args.labels}: give two names separated by a comma")
-    (ra, ca), (rb, cb) = (read_study(ref, args.store, args.endpoint) for ref in (args.first, args.second))
+    (ra, ca), (rb, cb) = (read_studies(refs, args.store, args.endpoint) for refs in (args.first, args.second))
     info = compare(ra, rb, (labels[0], labels[1]), Path(args.out), (ca, cb))
     for f in info["files"]:
         print(f"wrote {f}")

@@ -43,3 +43,11 @@ def test_compare_of_a_missing_file_exits_2_with_one_line(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"transfer-sweep: error: {tmp_path / 'nope.parquet'}: no such results file"
+
+
+def test_several_inputs_are_one_study_with_each_trial_once():
+    from orchestrator.compare import read_studies
+    once, curves = read_studies(str(PUBLISHED), "./store", None)
+    twice, curves2 = read_studies(f"{PUBLISHED},{PUBLISHED}", "./store", None)
+    assert len(twice) == len(once) == 132 and sorted(twice.key) == sorted(once.key)
+    assert curves is not None and curves2 is not None and len(curves2) == len(curves)
