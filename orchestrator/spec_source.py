@@ -44,7 +44,8 @@ def with_image_set(spec: SweepSpec, where: object = "spec") -> SweepSpec:
                          f"was prepared (its listing hashes to {digest} now): remove data_version to study it as "
                          "it is now")
     raw = spec.model_dump(mode="json")
-    raw["images"]["classes"], raw["data_version"] = list(source.classes), digest
+    # the resolved path: a Ray Job's driver and the workers do not share the submitting shell's directory
+    raw["images"]["src"], raw["images"]["classes"], raw["data_version"] = source.root, list(source.classes), digest
     try:
         return parse_spec(raw, source=str(where))
     except SpecError as exc:

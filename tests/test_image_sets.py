@@ -81,6 +81,25 @@ def test_folders_that_cannot_be_a_study_are_one_line_errors(tmp_path, make, mess
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_parquet_split_column_decides_train_and_test_and_other_values_are_skipped(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    table = pq.read_table(write_parquet(tmp_path / "s.parquet"))
+    splits = ["test" if i % 5 == 0 else "train" for i in range(len(table))]
+    splits[1] = "holdout"
+    pq.write_table(table.append_column("part", pa.array(splits)), tmp_path / "split.parquet")
+    source = scan_parquet(tmp_path / "split.parquet", 0.2, split_column="part")
+    assert source.counts() == {"train": 47, "test": 12}
+    assert source.skipped == ({"split": "train", "file": "row 1", "reason": "part is 'holdout', not train or test"},)
+
+
+def test_a_relative_src_is_recorded_as_the_absolute_path_it_lists(tmp_path, monkeypatch):
+    write_tree(tmp_path / "t")
+    monkeypatch.chdir(tmp_path)
+    spec = resolved(image_spec(Path("t"), store=tmp_path / "store"))
+    assert spec.images.src == str(tmp_path / "t")
+
+
 def test_a_parquet_file_lists_its_rows_and_reads_hugging_face_image_structs(tmp_path):
     for hf in (False, True):
         source = scan_parquet(write_parquet(tmp_path / f"s{hf}.parquet", hf_struct=hf), 0.2)
