@@ -3,7 +3,9 @@
 Each input is a results file (`results.parquet`, as `report --out` writes it; `base_curves.parquet`
 beside it is read when there) or a sweep name in `--store`. Only the (split, target half, seed) cells
 both studies hold are compared, so the two networks are judged on the same tasks, splits and seeds.
-Every trial is paired with the base of its own target half and seed (`stats.pair_with_bases`); per arm
+Every trial is paired with the base of its own target half and seed (`stats.pair_with_bases`), found
+in the same input it came from: a trial is compared with the base it was trained beside, even where
+another input holds a row of the same key trained elsewhere. Per arm
 and n the report gives each study's mean difference to its base with a 95% CI over units (split,
 seed), and the paired difference between the studies. Each study's convergence check heads the
 report: a comparison is only as good as the convergence of both.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import matplotlib
 
@@ -43,14 +45,21 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
     sp.set_defaults(func=cmd_compare)
 
 
-def read_studies(refs: str, store_uri: str, endpoint: Optional[str]) -> tuple[pd.DataFrame, Optional[pd.DataFrame]]:
-    """(results, base curves or None) of one or more comma-separated refs, each trial's row once."""
+def read_studies(refs: str, store_uri: str, endpoint: Optional[str]) -> tuple[list[pd.DataFrame], Optional[pd.DataFrame]]:
+    """(the results of each of one or more comma-separated refs, their base curves or None)."""
     parts = [read_study(ref, store_uri, endpoint) for ref in refs.split(",") if ref]
     if not parts:
         raise UsageError(f"{refs!r}: name a results file or a sweep")
-    results = pd.concat([r for r, _ in parts], ignore_index=True).drop_duplicates("key")
     curves = [c for _, c in parts if c is not None]
-    return results, (pd.concat(curves, ignore_index=True).drop_duplicates(["key", "step"]) if curves else None)
+    return [r for r, _ in parts], (pd.concat(curves, ignore_index=True).drop_duplicates(["key", "step"])
+                                   if curves else None)
+
+
+def paired(parts: Union[pd.DataFrame, list[pd.DataFrame]]) -> pd.DataFrame:
+    """One prepared table of a study's inputs, each paired with its own bases, each trial's row once
+    (the first input's, where two hold the same key)."""
+    frames = [parts] if isinstance(parts, pd.DataFrame) else list(parts)
+    return pd.concat([pair_with_bases(f) for f in frames], ignore_index=True).drop_duplicates("key")
 
 
 def read_study(ref: str, store_uri: str, endpoint: Optional[str]) -> tuple[pd.DataFrame, Optional[pd.DataFrame]]:
@@ -100,10 +109,11 @@ def _pp(interval: Interval) -> str:
     return f"{interval.mean * 100:+.2f} [{interval.low * 100:+.2f}, {interval.high * 100:+.2f}]"
 
 
-def compare(first: pd.DataFrame, second: pd.DataFrame, labels: tuple[str, str], out: Path,
+def compare(first: Union[pd.DataFrame, list[pd.DataFrame]], second: Union[pd.DataFrame, list[pd.DataFrame]],
+            labels: tuple[str, str], out: Path,
             curves: tuple[Optional[pd.DataFrame], Optional[pd.DataFrame]] = (None, None)) -> dict[str, Any]:
     """Write compare.png and compare.md to `out`; return the rows of the table."""
-    a, b = common_cells(pair_with_bases(first), pair_with_bases(second))
+    a, b = common_cells(paired(first), paired(second))
     if a.empty:
         raise UsageError("the two studies share no random-split (split, target half, seed) cell: nothing to compare")
     arms = [arm for arm in arm_rows(a) if arm in set(arm_rows(b))]

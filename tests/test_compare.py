@@ -46,8 +46,22 @@ def test_compare_of_a_missing_file_exits_2_with_one_line(tmp_path):
 
 
 def test_several_inputs_are_one_study_with_each_trial_once():
-    from orchestrator.compare import read_studies
+    from orchestrator.compare import paired, read_studies
     once, curves = read_studies(str(PUBLISHED), "./store", None)
     twice, curves2 = read_studies(f"{PUBLISHED},{PUBLISHED}", "./store", None)
-    assert len(twice) == len(once) == 132 and sorted(twice.key) == sorted(once.key)
+    assert len(paired(twice)) == len(paired(once)) == 132 and sorted(paired(twice).key) == sorted(paired(once).key)
     assert curves is not None and curves2 is not None and len(curves2) == len(curves)
+
+
+def test_each_input_is_paired_with_its_own_bases(tmp_path):
+    first = pd.read_parquet(PUBLISHED)
+    r0 = first[first.split == "random:0"]
+    # a second run of the same design elsewhere: other numbers under the same keys, bases and AnB(1)
+    elsewhere = r0[r0.treatment.isin(["base", "transfer"])].copy()
+    elsewhere["top1_paper"] -= 0.02
+    elsewhere.loc[elsewhere.treatment == "transfer", "n"] = 5  # as if it were a new arm
+    elsewhere.loc[elsewhere.treatment == "transfer", "key"] += "-x"
+    info = compare([r0, elsewhere], [r0, elsewhere], ("a", "b"), tmp_path)
+    anb5 = next(r for r in info["rows"] if r["arm"] == "AnB(5)")
+    anb1 = next(r for r in info["rows"] if r["arm"] == "AnB(1)")
+    assert anb5["first"].mean == pytest.approx(anb1["first"].mean, abs=1e-12)  # -0.02 on both sides
