@@ -45,7 +45,8 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
     sp.set_defaults(func=cmd_compare)
 
 
-def read_studies(refs: str, store_uri: str, endpoint: Optional[str]) -> tuple[list[pd.DataFrame], Optional[pd.DataFrame]]:
+def read_studies(refs: str, store_uri: str,
+                 endpoint: Optional[str]) -> tuple[list[pd.DataFrame], Optional[pd.DataFrame]]:
     """(the results of each of one or more comma-separated refs, their base curves or None)."""
     parts = [read_study(ref, store_uri, endpoint) for ref in refs.split(",") if ref]
     if not parts:
