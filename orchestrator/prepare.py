@@ -16,7 +16,6 @@ they are what Ray runs on a worker (or this process runs inline), and they impor
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Optional
 
 from orchestrator.errors import UsageError
@@ -169,9 +168,22 @@ def _image_set_shard_task(job: Any, store_uri: str, endpoint: Optional[str]) -> 
 def _image_set_merge_task(source: Any, jobs: list, store_uri: str, endpoint: Optional[str]) -> dict:
     from workers.image_set.prepare import merge_shards  # noqa: PLC0415 (runs on a Ray worker)
     from workers.image_set.scan import SourceError  # noqa: PLC0415
+    store = open_store(store_uri, endpoint, check=False)
     try:
-        return merge_shards(open_store(store_uri, endpoint, check=False), source, jobs)
+        merge_shards(store, source, jobs)
     except SourceError as exc:
+        raise PrepareError(str(exc)) from None
+    except (KeyError, TypeError, IndexError, ValueError) as exc:  # a shard's meta read back is untrusted input
+        raise PrepareError(f"{store.uri(dataset_prefix(jobs[0].kind, jobs[0].digest))}: a shard's meta is not "
+                           f"what prepare writes ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
+    return _image_set_manifest_task(store_uri, endpoint, jobs[0].kind, jobs[0].digest)
+
+
+def _image_set_manifest_task(store_uri: str, endpoint: Optional[str], name: str, version: str) -> dict:
+    from workers.image_set.load import read_manifest  # noqa: PLC0415 (the manifest's checks live with its reader)
+    try:
+        return read_manifest(open_store(store_uri, endpoint, check=False), name, version)
+    except ValueError as exc:
         raise PrepareError(str(exc)) from None
 
 
@@ -192,7 +204,7 @@ def prepare_image_set(spec: Any, address: Optional[str] = None, echo: Callable[[
     store = open_store(spec.store, spec.endpoint)
     prefix = dataset_prefix(spec.dataset, spec.data_version)
     if store.exists(f"{prefix}/manifest.json"):
-        return json.loads(store.read_bytes(f"{prefix}/manifest.json"))
+        return _image_set_manifest_task(store.root, spec.endpoint, spec.dataset, str(spec.data_version))
     source = _image_set_scan_task(spec.dataset, spec.images)
     jobs = _image_set_jobs_task(source, spec.images)
     if jobs[0].digest != spec.data_version:
@@ -205,8 +217,8 @@ def prepare_image_set(spec: Any, address: Optional[str] = None, echo: Callable[[
          f"{len(jobs)} shards; {len(jobs) - len(todo)} already in {store.uri()}, {len(todo)} to prepare")
     errors: list[str] = []
     if inline or not todo:
-        for job in todo:
-            echo(_progress(job, _image_set_shard_task(job, store.root, spec.endpoint), todo.index(job) + 1, len(todo)))
+        for done, job in enumerate(todo, start=1):
+            echo(_progress(job, _image_set_shard_task(job, store.root, spec.endpoint), done, len(todo)))
     else:
         _, errors, _ = _run_on_ray(todo, source, jobs, store.root, spec.endpoint, address, echo,
                                    _image_set_shard_task, None, keep_ray=True)

@@ -300,3 +300,19 @@ def test_data_prepare_of_an_image_set_spec_commits_its_version_once(ray_head, tm
     objects = {p: store.read_bytes(p) for p in store.list("datasets")}
     again = cli(*args, env=env_with(ray_head))
     assert again.returncode == 0 and {p: store.read_bytes(p) for p in store.list("datasets")} == objects
+
+
+def test_tampered_shard_metas_and_manifests_read_back_are_one_line_errors(tmp_path):
+    spec = resolved(image_spec(write_tree(tmp_path / "t")))
+    store = open_store(spec.store)
+    prefix = f"datasets/folder/{spec.data_version}"
+    store.commit_bytes(f"{prefix}/train/shard-00000.json", b'{"split": "train", "class_counts": "lots"}')
+    with pytest.raises(PrepareError) as err:
+        prepare_image_set(spec, inline=True)
+    assert "a shard's meta is not what prepare writes" in str(err.value) and "\n" not in str(err.value)
+    other = resolved(image_spec(tmp_path / "t", store=tmp_path / "store2"))
+    store2 = open_store(other.store)
+    tampered = json.dumps({"hash": other.data_version, "num_classes": 1}).encode()
+    store2.commit_bytes(f"{prefix}/manifest.json", tampered)
+    with pytest.raises(PrepareError, match=r"manifest.json: num_classes: 1 is not an integer in \[2, 100000\]$"):
+        prepare_image_set(other, inline=True)

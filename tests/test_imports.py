@@ -137,8 +137,8 @@ def test_there_is_no_import_cycle():
 def test_the_orchestrator_reaches_workers_only_through_ray_entry_points():
     entries = sorted({(i.module, i.function) for i in all_imports()
                       if top(i.module) == "orchestrator" and top(i.target) == "workers"})
-    prepare = ["_fashion_animals_task", "_image_set_jobs_task", "_image_set_merge_task", "_image_set_scan_task",
-               "_image_set_shard_task", "_merge_task", "_scan_task", "_shard_task"]
+    prepare = ["_fashion_animals_task", "_image_set_jobs_task", "_image_set_manifest_task", "_image_set_merge_task",
+               "_image_set_scan_task", "_image_set_shard_task", "_merge_task", "_scan_task", "_shard_task"]
     assert entries == [("orchestrator.prepare", f) for f in prepare] + [("orchestrator.trainable", "_trainable")]
 
 
