@@ -19,12 +19,20 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.data_cli import add_data_parser
-from orchestrator.driver_job import is_jobs_address, spec_digest
+from orchestrator.driver_job import is_jobs_address
 from orchestrator.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from orchestrator.lease import acquire as acquire_lease
 from orchestrator.plan import Plan, counts, make_plan
 from orchestrator.spec import SpecError, SweepSpec
-from orchestrator.spec_source import record_spec, resume_command, spec_from_args, stored_spec, with_data_version
+from orchestrator.spec_source import (
+    StoredSpecCheck,
+    is_spec_file,
+    record_spec,
+    resume_command,
+    spec_from_args,
+    stored_spec,
+    with_data_version,
+)
 from orchestrator.submit import add_submit_parsers
 from sweepcore.layout import dataset_prefix, sweep_prefix
 from sweepcore.store import StoreError, open_store
@@ -102,14 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help=FORCE_HELP)
     sp.set_defaults(func=cmd_run)
 
-    sp = sub.add_parser("resume", help="finish a sweep: run whatever is not committed, with the spec "
-                        "the store recorded")
-    sp.add_argument("sweep", help="sweep name")
+    sp = sub.add_parser("resume", help="finish a sweep: run whatever is not committed, from your spec file "
+                        "or from the spec the store recorded (verified against what you submitted)")
+    sp.add_argument("sweep", help="your spec file (SPEC.yaml), or the sweep's name: its stored spec, verified "
+                    "against this machine's record of what was submitted")
+    sp.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="with a spec file: override a spec field (repeatable)")
     store_arg(sp)
     sp.add_argument("--address", help=ADDRESS_HELP)
     sp.add_argument("--force", action="store_true", help=FORCE_HELP)
-    sp.add_argument("--spec-digest", metavar="HEX", help="refuse to run unless the stored spec has this digest "
-                    "(what `submit` puts in the job it starts)")
+    sp.add_argument("--spec-digest", metavar="SHA256", help="refuse to run unless the stored spec has this full "
+                    "sha256 (what `submit` puts in the job it starts)")
+    sp.add_argument("--trust-stored-spec", action="store_true", help="run the spec the store holds without a "
+                    "record to verify it against (its code, host and path fields are shown; a factory must "
+                    "be an installed entry point)")
     sp.set_defaults(func=cmd_resume)
 
     sp = sub.add_parser("status", help="done / running / failed / pending, from the store only")
@@ -194,10 +208,21 @@ def cmd_run(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    spec = stored_spec(args.sweep, args.store, args.endpoint)
-    if args.spec_digest and spec_digest(spec) != args.spec_digest:
-        raise UsageError(f"the spec stored for sweep {spec.name} in {spec.store} has digest {spec_digest(spec)}, "
-                         f"not the {args.spec_digest} that was submitted: someone changed it; refusing to run it")
+    if is_spec_file(args.sweep):  # the normal path: the user's own word
+        if args.spec_digest or args.trust_stored_spec:
+            raise UsageError("--spec-digest and --trust-stored-spec are for a stored spec: a spec file needs "
+                             "neither")
+        args.spec = args.sweep
+        spec = spec_from_args(args)
+    else:
+        if args.set:
+            raise UsageError("--set needs a spec file: `transfer-sweep resume SPEC.yaml --set FIELD=VALUE`")
+        digest = args.spec_digest
+        if digest is None and not args.trust_stored_spec and is_jobs_address(args.address):
+            from orchestrator.submit import submitted_sha256  # noqa: PLC0415 (Jobs API only for a dashboard URL)
+            digest = submitted_sha256(args.sweep, args.store, args.address)  # the job's metadata vouches
+        spec = stored_spec(args.sweep, args.store, args.endpoint,
+                           StoredSpecCheck(digest=digest, trust=args.trust_stored_spec, runs=True))
     if is_jobs_address(args.address):  # a dashboard URL: run the driver on the cluster, as `submit` does
         from orchestrator.submit import submit_spec  # noqa: PLC0415 (Jobs API only for a dashboard URL)
         return submit_spec(spec, args.address)

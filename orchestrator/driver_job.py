@@ -10,14 +10,13 @@ effective spec to the store and `resume` reads it back, so nothing is uploaded.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shlex
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from orchestrator.spec import SweepSpec
+from orchestrator.spec_trust import spec_id, spec_sha256
 
 ACTIVE = ("PENDING", "RUNNING")
 # The command that starts transfer-sweep on the head. The image puts `transfer-sweep` on PATH; a head
@@ -26,22 +25,12 @@ DRIVER_ENV = "TRANSFER_SWEEP_DRIVER"
 DEFAULT_DRIVER = "transfer-sweep"
 # Job metadata (shown on the dashboard; no secrets: store URIs with credentials are refused by open_store).
 META_SWEEP, META_SPEC, META_STORE = "transfer_sweep", "transfer_sweep_spec", "transfer_sweep_store"
-
-
-LATER_SPEC_FIELDS = ("mlflow", "images")
-# model fields added later, with the value that means "not used": left out of the digest at that value
-LATER_MODEL_FIELDS = {"factory": None, "blocks": None, "cut_points": None, "frozen_bn": "frozen"}
+META_SHA256 = "transfer_sweep_spec_sha256"  # the full digest the driver verifies the stored spec against
 
 
 def spec_digest(spec: SweepSpec) -> str:
-    """First 10 hex chars of the sha256 of the effective spec (store and overrides included)."""
-    # a field added later is left out while unset, so the digests of specs written before it stay put
-    unset_later: dict = {name: True for name in LATER_SPEC_FIELDS if getattr(spec, name) is None}
-    unset_model = {name for name, unused in LATER_MODEL_FIELDS.items() if getattr(spec.model, name) == unused}
-    if unset_model:
-        unset_later["model"] = unset_model
-    canonical = json.dumps(spec.model_dump(mode="json", exclude=unset_later), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+    """The spec's short id (10 hex): what submission ids are made of (spec_trust.spec_id)."""
+    return spec_id(spec)
 
 
 def submission_base(spec: SweepSpec) -> str:
@@ -56,7 +45,7 @@ def driver_entrypoint(spec: SweepSpec, driver: Optional[str] = None) -> str:
     if spec.endpoint:
         command += ["--endpoint", spec.endpoint]
     # the driver refuses a stored spec that is not the one submitted (a shared bucket has other writers)
-    command += ["--spec-digest", spec_digest(spec)]
+    command += ["--spec-digest", spec_sha256(spec)]
     return shlex.join(command)
 
 
@@ -66,7 +55,10 @@ def is_jobs_address(address: Optional[str]) -> bool:
 
 
 def job_metadata(spec: SweepSpec) -> dict[str, str]:
-    return {META_SWEEP: spec.name, META_SPEC: spec_digest(spec), META_STORE: spec.store}
+    """What a sweep's job carries: its name, store, short id, and the full digest of what was submitted
+    (where a store writer cannot change it: `resume --address` verifies against it)."""
+    return {META_SWEEP: spec.name, META_SPEC: spec_digest(spec), META_STORE: spec.store,
+            META_SHA256: spec_sha256(spec)}
 
 
 def sweep_jobs(jobs: list, name: str, store: Optional[str] = None) -> list:

@@ -1,7 +1,8 @@
 """Where a command's spec comes from: the YAML file plus --set overrides, or the copy the store keeps.
 
-`run` and `submit` record the effective spec in the store (sweeps/<name>/spec.yaml); `resume`,
-`status`, `report` and `logs` read it back, so they need only the sweep's name and the store.
+`run` and `submit` record the effective spec in the store (sweeps/<name>/spec.yaml) and its digest on
+this machine; `resume`, `status`, `report` and `logs` read it back, so they need only the sweep's name
+and the store, and verify it against that digest (spec_trust.py): a shared store has other writers.
 """
 from __future__ import annotations
 
@@ -9,16 +10,28 @@ import argparse
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Optional
 
 import yaml
 
 from orchestrator.errors import UsageError
 from orchestrator.spec import SpecError, SweepSpec, load_spec, parse_spec, read_spec_mapping
+from orchestrator.spec_trust import record_path, recorded, remember, submitted_digest, trusted_fields_line, verify
 from sweepcore.layout import SPEC_FILE, spec_path
 from sweepcore.records import read_data_version
 from sweepcore.store import Store, absolute_uri, open_store
+from sweepcore.terminal import for_terminal
+from sweepcore.vocabulary import FACTORY_ENTRY_POINTS
 
 DEFAULT_STORE = "./store"
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+def is_spec_file(argument: str) -> bool:
+    """Whether a command's argument names a spec file rather than a sweep (names have no '.' or '/')."""
+    return argument.endswith(SPEC_SUFFIXES) or "/" in argument or "." in argument
 
 
 def spec_from_args(args: argparse.Namespace) -> SweepSpec:
@@ -87,21 +100,69 @@ def with_factory_cut_points(spec: SweepSpec, where: object = "spec") -> SweepSpe
         raise UsageError(str(exc)) from None
 
 
-def stored_spec(sweep: str, store_uri: str | None, endpoint: str | None) -> SweepSpec:
-    """The spec sweep `sweep` was last run with, read back from the store (default ./store)."""
+@dataclass(frozen=True)
+class StoredSpecCheck:
+    """How a command checks the spec it reads back from the store (spec_trust.py says why).
+
+    digest: the full sha256 the spec was submitted with (`resume --spec-digest`, from a Ray Job);
+    trust: take the stored spec as it is (`--trust-stored-spec`), its code, host and path fields shown;
+    runs: the command trains (resume): with nothing to verify against, it refuses unless `trust`.
+    """
+
+    digest: Optional[str] = None
+    trust: bool = False
+    runs: bool = False
+
+
+def stored_spec(sweep: str, store_uri: str | None, endpoint: str | None,
+                check: StoredSpecCheck = StoredSpecCheck()) -> SweepSpec:
+    """The spec sweep `sweep` was last run with, read back from the store (default ./store) and
+    verified against what the user submitted (the digest given, else this machine's record)."""
     store_uri = absolute_uri(store_uri or DEFAULT_STORE)
     store = open_store(store_uri, endpoint)
     path = spec_path(sweep)
     try:
         raw = read_spec_mapping(store.read_bytes(path), store.uri(path))  # bounded: a shared store is input
     except FileNotFoundError:
-        raise UsageError(f"no sweep named {sweep!r} in store {store_uri} "
-                         f"(it has: {', '.join(recorded_sweeps(store)) or 'none'})") from None
+        raise UsageError(f"no sweep named {for_terminal(sweep, 80)!r} in store {store_uri} "
+                         f"(it has: {for_terminal(', '.join(recorded_sweeps(store)) or 'none', 200)})") from None
     if not isinstance(raw, dict):
         raise UsageError(f"{store.uri(path)}: the stored spec is not a mapping of fields")
     # where signed requests go is decided here, never by a file a shared store hands back
     raw["store"], raw["endpoint"] = store_uri, endpoint
-    return parse_spec(raw, source=store.uri(path))
+    spec = parse_spec(raw, source=store.uri(path))
+    if spec.name != sweep:
+        raise UsageError(f"{store.uri(path)}: the stored spec names sweep {for_terminal(spec.name, 80)!r}, "
+                         f"not {sweep!r}")
+    submitted = submitted_digest(check.digest) if check.digest else recorded(store_uri, sweep)
+    if submitted is not None and not (check.trust and not check.digest):
+        verify(spec, submitted, store.uri(path))
+    elif check.trust:
+        _check_trusted_factory(spec, store.uri(path))
+        print(f"transfer-sweep: {trusted_fields_line(spec)}", file=sys.stderr)
+    elif check.runs:
+        raise UsageError(f"{store.uri(path)}: this machine has no record of submitting sweep {sweep} to store "
+                         f"{store_uri} ({record_path(store_uri, sweep)}), so the stored spec cannot be "
+                         "verified: give your spec file (`transfer-sweep resume SPEC.yaml`), or "
+                         "--trust-stored-spec to run what the store holds")
+    else:  # a read-only command: it runs no code the spec names and contacts no host it names
+        print(f"transfer-sweep: note: the stored spec of sweep {sweep} is not verified (no record of "
+              "submitting it from this machine)", file=sys.stderr)
+    return spec
+
+
+def _check_trusted_factory(spec: SweepSpec, where: str) -> None:
+    """A factory from a spec nobody vouches for must be one an installed package declares."""
+    factory = spec.model.factory
+    if factory is not None and factory not in installed_factories():
+        raise UsageError(f"{where}: model.factory {for_terminal(factory, 80)} is not declared by an installed "
+                         f"package (entry point group {FACTORY_ENTRY_POINTS}): a stored spec that nobody "
+                         "vouches for cannot name code; give your spec file")
+
+
+def installed_factories() -> set[str]:
+    """The 'module:function' values installed packages declare as factories (entry points)."""
+    return {ep.value for ep in entry_points(group=FACTORY_ENTRY_POINTS)}
 
 
 def with_data_version(spec: SweepSpec, store: Store) -> SweepSpec:
@@ -131,6 +192,8 @@ def recorded_sweeps(store: Store) -> list[str]:
 
 
 def record_spec(spec: SweepSpec, store: Store) -> None:
-    """Write the effective spec where `stored_spec` finds it (without the endpoint: see stored_spec)."""
+    """Write the effective spec where `stored_spec` finds it (without the endpoint: see stored_spec),
+    and its digest on this machine (spec_trust.remember), where a store writer cannot change it."""
     raw = {**spec.model_dump(mode="json"), "endpoint": None}
     store.write_bytes(spec_path(spec.name), yaml.safe_dump(raw, sort_keys=False).encode())
+    remember(spec)

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from orchestrator.driver_job import (
     ACTIVE,
+    META_SHA256,
     dashboard_link,
     decide,
     driver_entrypoint,
@@ -30,11 +31,13 @@ from orchestrator.jobs_api import JobsApi
 from orchestrator.lease import JOB_META
 from orchestrator.plan import make_plan
 from orchestrator.spec import SweepSpec
-from orchestrator.spec_source import record_spec, spec_from_args, stored_spec, with_data_version
+from orchestrator.spec_source import DEFAULT_STORE, record_spec, spec_from_args, stored_spec, with_data_version
+from orchestrator.spec_trust import recorded
 from sweepcore.records import committed_keys, read_failures
 from sweepcore.store import absolute_uri, open_store
 
-__all__ = ["add_submit_parsers", "is_jobs_address", "print_failures", "print_job_state", "submit_spec"]
+__all__ = ["add_submit_parsers", "is_jobs_address", "print_failures", "print_job_state", "submit_spec",
+           "submitted_sha256"]
 
 
 def add_submit_parsers(sub) -> None:
@@ -132,6 +135,17 @@ def latest_job(api: JobsApi, name: str, store: Optional[str]):
     """The newest job submitted for sweep `name` (in `store`, when given), or None."""
     mine = sweep_jobs(api.jobs(), name, store)
     return mine[-1] if mine else None
+
+
+def submitted_sha256(sweep: str, store: Optional[str], address: str) -> Optional[str]:
+    """The full digest the newest Ray job of `sweep` in `store` was submitted with (its metadata: the
+    cluster is the user's side), where this machine has no record of its own; None otherwise."""
+    store_uri = absolute_uri(store or DEFAULT_STORE)
+    if recorded(store_uri, sweep) is not None:
+        return None
+    job = latest_job(JobsApi(address), sweep, store_uri)
+    value = (job.metadata or {}).get(META_SHA256) if job is not None else None
+    return value if isinstance(value, str) else None
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

@@ -110,3 +110,8 @@ def display_name(treatment: str, split: str, target: str, source: Optional[str],
         return f"{head} n={n} {split} s{seed}"
     head = treatment if target == ALL_HALF else NAMED_LABEL[treatment].format(t=target, s=source)
     return f"{head} n={n} {split} s{seed}"
+
+
+# The entry point group installed packages declare model factories in (`name = "pkg.module:function"`):
+# the factories a stored spec that nobody vouches for may name (docs/models.md)
+FACTORY_ENTRY_POINTS = "transfer_sweep.factories"

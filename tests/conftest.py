@@ -1,8 +1,13 @@
 """Shared fixtures. The S3 server lives in s3_server.py; keep this file small."""
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# What `run` and `submit` remember about the specs they submitted (orchestrator/spec_trust.py) goes to
+# a folder of this test run, never the user's own ~/.local/state; subprocesses and the Ray head inherit it.
+os.environ.setdefault("TRANSFER_SWEEP_STATE", tempfile.mkdtemp(prefix="transfer-sweep-state-"))
 
 try:  # tests/ as a package (python -m pytest from the repo root) or as a rootdir on sys.path
     from tests.s3_server import S3Server, find_weed

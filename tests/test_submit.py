@@ -27,6 +27,7 @@ from orchestrator.driver_job import (
 )
 from orchestrator.plan import make_plan
 from orchestrator.spec import load_spec
+from orchestrator.spec_trust import spec_sha256
 from sweepcore.records import read_results
 from sweepcore.store import open_store
 
@@ -78,7 +79,7 @@ def test_driver_entrypoint_resumes_from_the_store(tmp_path, monkeypatch):
     spec = _spec(tiny_spec(tmp_path, "entry"), "/data/my store").model_copy(update={"endpoint": "http://s3:8333"})
     monkeypatch.delenv(DRIVER_ENV, raising=False)
     assert driver_entrypoint(spec) == ("transfer-sweep resume entry --store '/data/my store' --endpoint http://s3:8333 "
-                                       f"--spec-digest {spec_digest(spec)}")
+                                       f"--spec-digest {spec_sha256(spec)}")
     monkeypatch.setenv(DRIVER_ENV, "/venv/bin/python -m orchestrator.cli")
     assert driver_entrypoint(spec).startswith("/venv/bin/python -m orchestrator.cli resume entry ")
 
