@@ -70,15 +70,18 @@ PROBE_TIMEOUT = 300  # seconds: importing a user's model library (timm, say) can
 
 def with_factory_cut_points(spec: SweepSpec, where: object = "spec") -> SweepSpec:
     """The spec with its factory model's cut points filled in, asked from the factory itself in a
-    subprocess (`python -m workers.factory probe`: the driver never imports torch). A factory that
+    subprocess (`python -P -m workers.factory probe`: the driver never imports torch). A factory that
     cannot be imported, fails, or declares cut points that are not its submodules is a UsageError
     (one line); so are `layers` beyond its cut points."""
     model = spec.model
     if model.factory is None or model.cut_points:
         return spec
     info = spec.dataset_info()
-    command = [sys.executable, "-m", "workers.factory", "probe", model.factory,
+    # -P: the working directory is not on the probe's path, as it is not for the workers' check
+    command = [sys.executable, "-P", "-m", "workers.factory", "probe", model.factory,
                "--num-outputs", str(model.num_outputs or info.num_classes), "--in-channels", str(info.channels)]
+    if "://" not in spec.store:
+        command += ["--refuse-under", spec.store]
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=PROBE_TIMEOUT)
     except subprocess.TimeoutExpired:

@@ -89,10 +89,17 @@ PARAMETERS = (1 * 4 * 9 + 2 * 4) + (4 * 8 * 9 + 2 * 8) + (8 * 8 * 9 + 2 * 8) + (
 def user_module(tmp_path_factory):
     folder = tmp_path_factory.mktemp("user-code")
     (folder / f"{MODULE}.py").write_text(USER_CODE)
+    # on PYTHONPATH, as a user names their code's folder (a path entry put there by hand is refused)
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), before) if p)
     sys.path.insert(0, str(folder))
     yield folder
     sys.path.remove(str(folder))
     sys.modules.pop(MODULE, None)
+    if before is None:
+        os.environ.pop("PYTHONPATH")
+    else:
+        os.environ["PYTHONPATH"] = before
 
 
 @pytest.fixture(scope="module")

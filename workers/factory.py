@@ -7,7 +7,7 @@ order, every parameter and buffer lies under one (so surgery copies or re-initia
 parameter belongs to a module with reset_parameters() (how surgery re-initialises).
 
 Probe (the driver, which never imports torch, validates a spec's factory through it):
-    python -m workers.factory probe PATH --num-outputs N --in-channels C [--image-size S]
+    python -P -m workers.factory probe PATH --num-outputs N --in-channels C [--image-size S] [--refuse-under DIR]
 prints {"cut_points": [...], "parameters": <count>} as JSON, or one line on stderr and exits 2.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from sweepcore.cut_points import cut_point_of
+from workers.code_origin import check_module_origin
 
 MAX_NAMES_SHOWN = 8  # submodule names an error lists
 
@@ -31,12 +32,17 @@ def _oneline(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def load_factory(path: str) -> Callable[..., Any]:
+def load_factory(path: str, refused_roots: Sequence[str] = ()) -> Callable[..., Any]:
     """The function that 'package.module:function' names; one-line ValueError naming `path` when it is
-    malformed, the module cannot be imported, or the attribute is missing or not callable."""
+    malformed, its module is not installed code or on PYTHONPATH or lies under `refused_roots` (the
+    store: workers.code_origin), cannot be imported, or the attribute is missing or not callable."""
     module_name, colon, attr = path.partition(":")
     if not colon or not module_name or not attr:
         raise ValueError(f"factory {path!r}: expected 'package.module:function'")
+    try:
+        check_module_origin(module_name, refused_roots)  # before any of its code runs
+    except ValueError as exc:
+        raise ValueError(f"factory {path!r}: {exc}") from None
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 (user code: any error while importing it means unusable)
@@ -50,10 +56,11 @@ def load_factory(path: str) -> Callable[..., Any]:
     return fn
 
 
-def build_factory(path: str, num_outputs: int, in_channels: int) -> tuple[nn.Module, tuple[str, ...]]:
-    """Call the factory at `path` and check what it returns: (module, cut points as a tuple).
-    Whatever it draws comes from torch's global RNG (networks.build_network seeds that)."""
-    fn = load_factory(path)
+def build_factory(path: str, num_outputs: int, in_channels: int,
+                  refused_roots: Sequence[str] = ()) -> tuple[nn.Module, tuple[str, ...]]:
+    """Call the factory at `path` (loaded as load_factory does) and check what it returns: (module, cut
+    points as a tuple). Whatever it draws comes from torch's global RNG (networks.build_network seeds that)."""
+    fn = load_factory(path, refused_roots)
     try:
         built = fn(num_outputs=num_outputs, in_channels=in_channels)
     except Exception as exc:  # noqa: BLE001 (user code: report its error on one line, whatever it is)
@@ -143,11 +150,12 @@ def check_forward(module: nn.Module, cut_points: Sequence[str], in_channels: int
         raise ValueError(f"{where}: the output has shape {shape} for a batch of 2, expected (2, {num_outputs})")
 
 
-def probe(path: str, num_outputs: int, in_channels: int, image_size: int | None = None) -> dict:
+def probe(path: str, num_outputs: int, in_channels: int, image_size: int | None = None,
+          refused_roots: Sequence[str] = ()) -> dict:
     """What the driver needs to know about a factory: its cut points and parameter count."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # the probe's weights are thrown away: any fixed seed will do
-        module, cut_points = build_factory(path, num_outputs, in_channels)
+        module, cut_points = build_factory(path, num_outputs, in_channels, refused_roots)
     if image_size is not None:
         check_forward(module, cut_points, in_channels, image_size, num_outputs, f"factory {path!r}")
     return {"cut_points": list(cut_points), "parameters": sum(p.numel() for p in module.parameters())}
@@ -162,9 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-outputs", type=int, required=True, help="width of the head")
     p.add_argument("--in-channels", type=int, required=True, help="channels of the input images")
     p.add_argument("--image-size", type=int, default=None, help="also run a forward on SxS inputs")
+    p.add_argument("--refuse-under", action="append", default=[], metavar="DIR",
+                   help="refuse a module found under DIR (the sweep's store folder; repeatable)")
     args = parser.parse_args(argv)
     try:
-        found = probe(args.path, args.num_outputs, args.in_channels, args.image_size)
+        found = probe(args.path, args.num_outputs, args.in_channels, args.image_size, args.refuse_under)
     except ValueError as exc:
         print(_oneline(exc), file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ it, inside torch.random.fork_rng (the global stream is left as it was).
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -51,10 +51,12 @@ def cut_points_of(model_settings: ModelSettings) -> tuple[str, ...]:
     raise ValueError(f"unknown arch {m.arch!r}: expected 'small', 'caffenet', 'resnet' or 'factory'")
 
 
-def build_network(model_settings: ModelSettings, generator: torch.Generator) -> nn.Module:
+def build_network(model_settings: ModelSettings, generator: torch.Generator,
+                  refused_roots: Sequence[str] = ()) -> nn.Module:
     """The network of `model_settings`, initialised from `generator` only (same generator state,
     bitwise the same weights). A factory that now returns other cut points than the settings name
-    (the plan probed other code) is a one-line ValueError."""
+    (the plan probed other code), or whose module lies under `refused_roots` (the store folder) or is
+    not installed code (workers.code_origin), is a one-line ValueError."""
     m = model_settings
     if m.arch in ("small", "caffenet"):
         return build_model(m, generator)
@@ -66,7 +68,7 @@ def build_network(model_settings: ModelSettings, generator: torch.Generator) -> 
         raise ValueError(f"arch 'factory' needs settings.factory and settings.in_channels "
                          f"(got {m.factory!r}, {m.in_channels!r})")
     with global_rng_from(generator):
-        module, cut_points = build_factory(m.factory, int(m.num_outputs), int(m.in_channels))
+        module, cut_points = build_factory(m.factory, int(m.num_outputs), int(m.in_channels), refused_roots)
     if cut_points != expected:
         raise ValueError(f"factory {m.factory!r} returns cut points {list(cut_points)}, but the settings name "
                          f"{list(expected)}: plan the sweep with the code the workers run")

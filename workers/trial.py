@@ -141,7 +141,9 @@ def run_trial(settings: TrialSettings, store: st.Store, report: Callable[[dict],
     data = load_half(settings.dataset, settings.split, settings.target_half, store, settings.data,
                      list(settings.classes) if settings.classes else None)
     base = load_base_weights(store, settings.base_key) if settings.base_key else None
-    model = build_network(settings.model, torch.Generator().manual_seed(derive_seed(settings.seed, key, "build")))
+    store_folder = store.local_path()  # a factory's code is never imported from a store folder
+    model = build_network(settings.model, torch.Generator().manual_seed(derive_seed(settings.seed, key, "build")),
+                          refused_roots=(store_folder,) if store_folder else ())
     transplant(model, base, settings.n, settings.frozen,
                torch.Generator().manual_seed(derive_seed(settings.seed, key, "init")),
                cut_points_of(settings.model), settings.model.frozen_bn)
