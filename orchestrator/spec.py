@@ -15,7 +15,7 @@ import os
 import re
 import reprlib
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 from urllib.parse import urlsplit
 
 import yaml
@@ -58,8 +58,15 @@ class SpecError(Exception):
         super().__init__(_oneline(message))
 
 
+# Every integer of a spec ends in an int64 Arrow column or a torch seed, and a float must mean a number:
+# a value beyond either would validate, train, then never commit (or train on nothing).
+INT64_BOUND = 2**63
+Int64 = Annotated[int, Field(ge=-INT64_BOUND, lt=INT64_BOUND)]
+Seed = Annotated[int, Field(ge=0, lt=INT64_BOUND)]
+
+
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class ModelSpec(_Frozen):
@@ -70,18 +77,18 @@ class ModelSpec(_Frozen):
     arch: Literal["small", "caffenet", "resnet"] = Field("small", description="network family")
     factory: Optional[str] = Field(
         None, description="'package.module:function' returning (module, cut point names, head last); replaces arch")
-    widths: Optional[tuple[int, ...]] = Field(
+    widths: Optional[tuple[Int64, ...]] = Field(
         None, description="small/caffenet: conv1..conv5 channels (default small 16/32/48/48/32, caffenet "
                           "96/256/384/384/256); resnet: channels per stage (default 16/32/64)")
-    blocks: Optional[tuple[int, ...]] = Field(None, description="resnet: residual blocks per stage (default 2/2/2)")
+    blocks: Optional[tuple[Int64, ...]] = Field(None, description="resnet: residual blocks per stage (default 2/2/2)")
     cut_points: Optional[tuple[str, ...]] = Field(
         None, description="factory: the cut points, filled in from the factory when the spec is loaded")
-    fc_width: Optional[int] = Field(None, gt=0, description="fc6/fc7 width (default small 256, caffenet 4096)")
+    fc_width: Optional[Int64] = Field(None, gt=0, description="fc6/fc7 width (default small 256, caffenet 4096)")
     dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout after fc6 and fc7; resnet, factory: before the "
                                                          "head where the network has one (resnet specs usually set 0)")
     init: Optional[Literal["kaiming", "caffe"]] = Field(
         None, description="init rule (default small kaiming: Caffe's init leaves the small net at chance)")
-    num_outputs: Optional[int] = Field(
+    num_outputs: Optional[Int64] = Field(
         None, gt=0, description="fc8 width (default: the dataset's class count, as the paper used 1000 for halves)")
     frozen_bn: Literal["frozen", "adapt"] = Field(
         "frozen", description="batch norm inside frozen layers: frozen (running statistics kept, eval mode) "
@@ -130,20 +137,20 @@ class TrainSpec(_Frozen):
     """The solver, the same for every network of the sweep (as in the paper)."""
 
     epochs: Optional[float] = Field(None, gt=0, description="epochs of the target half (or give iterations)")
-    iterations: Optional[int] = Field(None, gt=0, description="SGD iterations (or give epochs)")
-    batch_size: int = Field(128, gt=0, description="images per SGD step")
+    iterations: Optional[Int64] = Field(None, gt=0, description="SGD iterations (or give epochs)")
+    batch_size: Int64 = Field(128, gt=0, description="images per SGD step")
     lr: float = Field(0.05, gt=0, description="base learning rate")
     lr_schedule: Literal["cosine", "step"] = Field("cosine", description="cosine, or step (divide every lr_step_every)")
-    lr_step_every: Optional[int] = Field(None, gt=0, description="iterations between lr steps (step schedule)")
+    lr_step_every: Optional[Int64] = Field(None, gt=0, description="iterations between lr steps (step schedule)")
     lr_gamma: float = Field(0.1, gt=0, le=1, description="lr multiplier at each step")
     warmup_fraction: float = Field(0.05, ge=0, lt=1, description="linear warm-up, as a fraction of all iterations")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
     weight_decay: float = Field(5e-4, ge=0, description="L2 weight decay on trained weights")
     bias_lr_mult: float = Field(1.0, gt=0, description="bias lr multiplier (paper: 2)")
     bias_decay: bool = Field(True, description="apply weight decay to biases (paper: false)")
-    eval_every: int = Field(25, gt=0, description="iterations between test evaluations")
-    checkpoint_every: int = Field(50, gt=0, description="iterations between checkpoints in the store")
-    top_k: int = Field(10, gt=0, description="paper metric: mean of the top_k best evaluations")
+    eval_every: Int64 = Field(25, gt=0, description="iterations between test evaluations")
+    checkpoint_every: Int64 = Field(50, gt=0, description="iterations between checkpoints in the store")
+    top_k: Int64 = Field(10, gt=0, description="paper metric: mean of the top_k best evaluations")
     augment: bool = Field(True, description="random crop + mirror during training")
     bf16: bool = Field(False, description="bf16 autocast (GPU only)")
 
@@ -203,7 +210,7 @@ class SplitSpec(_Frozen):
 
     split: str = Field(description=f"class split: {SPLIT_HELP}")
     treatments: Optional[tuple[Treatment, ...]] = Field(None, description="overrides the sweep's treatments")
-    layers: Optional[tuple[int, ...]] = Field(None, description="overrides the sweep's layers")
+    layers: Optional[tuple[Int64, ...]] = Field(None, description="overrides the sweep's layers")
     directions: Optional[tuple[Direction, ...]] = Field(None, description="overrides the sweep's directions")
 
     @field_validator("split")
@@ -236,10 +243,10 @@ class SweepSpec(_Frozen):
     images: Optional[ImagesSpec] = Field(None, description="dataset folder or parquet: the image set")
     splits: tuple[SplitSpec, ...] = Field(min_length=1, description="class splits to run")
     treatments: tuple[Treatment, ...] = Field(min_length=1, description="treatments: " + ", ".join(TREATMENTS))
-    layers: tuple[int, ...] = Field(LAYERS, min_length=1, description="layers n to cut at: subset of 1..7 for the "
+    layers: tuple[Int64, ...] = Field(LAYERS, min_length=1, description="layers n to cut at: subset of 1..7 for the "
                                     "CaffeNet shapes, of 1..(cut points - 1) for others (default: all of them)")
     directions: tuple[Direction, ...] = Field(DIRECTIONS, min_length=1, description="A->B (target B), B->A")
-    seeds: tuple[int, ...] = Field((0,), min_length=1, description="replicate seeds")
+    seeds: tuple[Seed, ...] = Field((0,), min_length=1, description="replicate seeds")
     model: ModelSpec = Field(default_factory=ModelSpec, description="network")
     train: TrainSpec = Field(description="solver")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="per-trial resources")
@@ -249,8 +256,8 @@ class SweepSpec(_Frozen):
         None, pattern=r"^[0-9a-f]{16,64}$",
         description="content hash of the prepared data (default: fashion-animals' pinned version; for ImageNet "
                     "the version prepared in the store when the sweep first runs, which the run records)")
-    retries: int = Field(2, ge=0, description="times a crashed or killed trial is retried")
-    max_concurrent: Optional[int] = Field(None, gt=0, description="cap on trials running at once")
+    retries: Int64 = Field(2, ge=0, description="times a crashed or killed trial is retried")
+    max_concurrent: Optional[Int64] = Field(None, gt=0, description="cap on trials running at once")
     mlflow: Optional[MlflowSpec] = Field(None, description="log every trial to MLflow (off by default)")
 
     @field_validator("name")

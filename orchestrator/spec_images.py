@@ -31,7 +31,7 @@ FIXED_INPUTS = {"small": (28, 1), "caffenet": (227, 3)}
 class ImagesSpec(BaseModel):
     """Where a user's image set comes from and how its images are prepared."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     src: str = Field(min_length=1, description="folder: one sub-folder per class (or train/ and test/ with one per "
                      "class); parquet: a file of image bytes and labels; readable at this path on every Ray node")

@@ -7,7 +7,6 @@ doing.
 from __future__ import annotations
 
 import enum
-import json
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -21,11 +20,13 @@ from orchestrator.plan import Plan
 from orchestrator.spec import SweepSpec
 from orchestrator.spec_source import resume_command
 from sweepcore.layout import failures_prefix
-from sweepcore.records import committed_keys, read_heartbeat, read_progress, read_results
+from sweepcore.records import committed_keys, read_failures, read_heartbeat, read_progress, read_results
 from sweepcore.store import Store
+from sweepcore.terminal import for_terminal
 
 # An attempt that has not beaten for this long is no longer running (it beats every 10 s).
 STALE_SECONDS = 60.0
+CLOCK_SKEW_SECONDS = 300.0  # how far ahead of this clock another host's timestamps may be
 
 
 class TrialState(str, enum.Enum):
@@ -67,13 +68,15 @@ def trial_states(plan: Plan, store: Store, now: Optional[float] = None) -> list[
             continue
         progress = read_progress(store, t.key) or {}
         heartbeat = read_heartbeat(store, t.key) or {}
-        failures = [p for p in store.list(failures_prefix(t.key)) if p.endswith(".json")]
-        failure = _read_json(store, failures[-1]) if failures else None
-        alive = max(_epoch(progress.get("updated_at")), _epoch(heartbeat.get("at")))
+        failures = read_failures(store, t.key)  # valid ones only: a damaged record is named and skipped
+        failure = failures[-1] if failures else None
+        # a sign of life dated ahead of this clock (skew aside) is not one: it would read "running" forever
+        alive = max((t for t in (_epoch(progress.get("updated_at")), _epoch(heartbeat.get("at")))
+                     if t <= now + CLOCK_SKEW_SECONDS), default=0.0)
         steps: dict[str, Any] = dict(step=progress.get("step"), total_steps=progress.get("total_steps"))
         if failure and _epoch(failure.get("at")) >= alive:
             out.append(TrialStatus(state=TrialState.FAILED, error=failure.get("error"),
-                                   where=failure.get("where"), record=store.uri(failures[-1]), **base))
+                                   where=failure.get("where"), record=store.uri(failures_prefix(t.key)), **base))
         elif alive and now - alive < STALE_SECONDS:
             out.append(TrialStatus(state=TrialState.RUNNING, **steps, **base))
         elif alive:
@@ -85,13 +88,6 @@ def trial_states(plan: Plan, store: Store, now: Optional[float] = None) -> list[
 
 def _epoch(iso: Optional[str]) -> float:
     return datetime.fromisoformat(iso).timestamp() if iso else 0.0
-
-
-def _read_json(store: Store, path: str) -> Optional[dict]:
-    try:
-        return json.loads(store.read_bytes(path))
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 def eta_seconds(store: Store, states: list[TrialStatus]) -> Optional[float]:
@@ -145,6 +141,6 @@ def print_status(spec: SweepSpec, plan: Plan, store: Store, console: Console) ->
                           markup=False)
     for s in states:
         if s.state is TrialState.FAILED:
-            console.print(f"failed {s.name}: {s.error}\n    log: {s.where}\n    record: {s.record}",
-                          markup=False, style="red")
+            console.print(f"failed {s.name}: {for_terminal(s.error, 2000)}\n    log: {for_terminal(s.where, 500)}\n"
+                          f"    record: {for_terminal(s.record, 500)}", markup=False, style="red")
     return 1 if total[TrialState.FAILED] else 0

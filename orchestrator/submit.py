@@ -35,6 +35,7 @@ from orchestrator.spec_source import DEFAULT_STORE, record_spec, spec_from_args,
 from orchestrator.spec_trust import recorded
 from sweepcore.records import committed_keys, read_failures
 from sweepcore.store import absolute_uri, open_store
+from sweepcore.terminal import for_terminal, lines_for_terminal
 
 __all__ = ["add_submit_parsers", "is_jobs_address", "print_failures", "print_job_state", "submit_spec",
            "submitted_sha256"]
@@ -176,9 +177,10 @@ def print_failures(spec: SweepSpec, console: Console) -> int:
     for trial in plan.trials:
         for record in read_failures(store, trial.key):
             count += 1
-            console.print(f"{record.get('at')} {trial.name} ({trial.key}): {record.get('error')}", markup=False)
-            console.print(f"  where: {record.get('where')}", markup=False)
-            for line in (record.get("traceback") or "").rstrip().splitlines():
+            console.print(f"{for_terminal(record.get('at'))} {trial.name} ({trial.key}): "
+                          f"{for_terminal(record.get('error'))}", markup=False)
+            console.print(f"  where: {for_terminal(record.get('where'))}", markup=False)
+            for line in lines_for_terminal((record.get("traceback") or "").rstrip()):
                 console.print(f"  {line}", markup=False, highlight=False)
     if not count:
         console.print(f"sweep {spec.name}: no failed attempts recorded in {store.uri()} ({len(plan)} trials)")

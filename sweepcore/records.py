@@ -16,7 +16,7 @@ import re
 import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,7 +35,9 @@ from sweepcore.layout import (
     progress_path,
     result_path,
 )
+from sweepcore.record_schema import MAX_RESULT_BYTES, RecordError, check_result_table, json_record
 from sweepcore.store import Store, redact
+from sweepcore.terminal import for_terminal
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +74,11 @@ def save_checkpoint(store: Store, key: str, step: int, data: bytes, keep: int = 
         store.delete(checkpoint_path(key, old))              # checkpoint reads as invalid
 
 
-def load_latest_checkpoint(store: Store, key: str) -> tuple[int, bytes] | None:
-    """Newest checkpoint whose sha256 matches, as (step, bytes); corrupt ones are skipped with a
-    warning (logging) naming the file. None if there is no valid checkpoint."""
+def load_latest_checkpoint(store: Store, key: str,
+                           decode: Callable[[bytes], Any] | None = None) -> tuple[int, Any] | None:
+    """Newest checkpoint whose sha256 matches and that `decode` accepts, as (step, bytes), or (step,
+    decode(bytes)) with `decode`; corrupt ones, and ones `decode` raises on (a store writer can plant a
+    file with a matching sidecar), are skipped with a warning naming the file. None if none is valid."""
     for step in reversed(_checkpoint_steps(store, key)):
         path = checkpoint_path(key, step)
         try:
@@ -95,7 +99,14 @@ def load_latest_checkpoint(store: Store, key: str) -> tuple[int, bytes] | None:
                         "previous one", store.uri(path), actual[:12],
                         expected[0][:12] if expected else "nothing", len(data))
             continue
-        return step, data
+        if decode is None:
+            return step, data
+        try:
+            return step, decode(data)
+        except Exception as exc:  # noqa: BLE001 (whatever a planted file makes the decoder raise: not ours)
+            # the exception's type only: a loader's message can advise turning its safety checks off
+            log.warning("checkpoint %s does not load as this trial's checkpoint (%s); trying the previous one",
+                        store.uri(path), type(exc).__name__)
     return None
 
 
@@ -156,13 +167,26 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def _read_parquet(data: bytes, schema: pa.Schema, later: frozenset[str] = frozenset()) -> pa.Table:
-    """The table in `data` with exactly `schema`'s columns; those in `later` that it lacks read as null."""
-    table = pq.read_table(pa.BufferReader(data))
-    for field in schema:
-        if field.name in later and field.name not in table.column_names:
-            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
-    return table.select(schema.names).cast(schema)
+def _read_parquet(data: bytes, schema: pa.Schema, later: frozenset[str] = frozenset(),
+                  where: str = "parquet") -> pa.Table:
+    """The table in `data` with exactly `schema`'s columns; those in `later` that it lacks read as null.
+    RecordError (naming `where`) for bytes that are not such a table."""
+    if len(data) > MAX_RESULT_BYTES:  # a cell can decode to far more than the file: bound the file
+        raise RecordError(f"{where}: {len(data)} bytes, at most {MAX_RESULT_BYTES} for one record")
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+        for field in schema:
+            if field.name in later and field.name not in table.column_names:
+                table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+        return table.select(schema.names).cast(schema)
+    except (pa.ArrowException, KeyError, ValueError, TypeError, OSError) as exc:
+        raise RecordError(f"{where}: not a table of {', '.join(schema.names[:3])}, ... "
+                          f"({type(exc).__name__}: {for_terminal(exc, 100)})") from None
+
+
+def _read_result_bytes(store: Store, key: str, data: bytes) -> pa.Table:
+    where = store.uri(result_path(key))
+    return check_result_table(_read_parquet(data, RESULT_SCHEMA, LATER_RESULT_COLUMNS, where), key, where)
 
 
 def commit_result(store: Store, row: dict) -> bool:
@@ -178,7 +202,7 @@ def read_result(store: Store, key: str) -> dict | None:
         data = store.read_bytes(result_path(key))
     except FileNotFoundError:
         return None
-    return _read_parquet(data, RESULT_SCHEMA, LATER_RESULT_COLUMNS).to_pylist()[0]
+    return _read_result_bytes(store, key, data).to_pylist()[0]
 
 
 def committed_keys(store: Store) -> set[str]:
@@ -189,14 +213,21 @@ def committed_keys(store: Store) -> set[str]:
 
 def read_results(store: Store, keys: set[str] | None = None):
     """All committed rows (or those in `keys`) as one pyarrow.Table with the result schema,
-    sorted by key; an empty table with the schema when there are none."""
+    sorted by key; an empty table with the schema when there are none. A damaged row is left out
+    with a warning naming it (record_schema.py): the command goes on with the others."""
     wanted = sorted(committed_keys(store) if keys is None else committed_keys(store) & set(keys))
     if not wanted:
         return RESULT_SCHEMA.empty_table()
     # object stores answer one GET at a time: overlap them (the client is thread-safe)
     with ThreadPoolExecutor(max_workers=store.parallel_reads) as pool:
         blobs = list(pool.map(lambda k: store.read_bytes(result_path(k)), wanted))
-    return pa.concat_tables([_read_parquet(b, RESULT_SCHEMA, LATER_RESULT_COLUMNS) for b in blobs])
+    tables = []
+    for key, blob in zip(wanted, blobs):
+        try:
+            tables.append(_read_result_bytes(store, key, blob))
+        except RecordError as exc:
+            log.warning("%s; left out", for_terminal(exc))
+    return pa.concat_tables(tables) if tables else RESULT_SCHEMA.empty_table()
 
 
 def commit_curve(store: Store, key: str, rows: list[dict]) -> bool:
@@ -215,9 +246,16 @@ def commit_curve(store: Store, key: str, rows: list[dict]) -> bool:
 def read_curve(store: Store, key: str) -> pa.Table | None:
     """The committed curve of `key` as a table (CURVE_SCHEMA), or None."""
     try:
-        return _read_parquet(store.read_bytes(curve_path(key)), CURVE_SCHEMA)
+        table = _read_parquet(store.read_bytes(curve_path(key)), CURVE_SCHEMA, where=store.uri(curve_path(key)))
     except FileNotFoundError:
         return None
+    except RecordError as exc:
+        log.warning("%s; left out", for_terminal(exc))
+        return None
+    if set(table.column("key").to_pylist()) - {key}:
+        log.warning("%s: curve rows of another key; left out", store.uri(curve_path(key)))
+        return None
+    return table
 
 
 
@@ -237,10 +275,18 @@ def write_progress(store: Store, key: str, progress: dict) -> None:
 
 
 def read_progress(store: Store, key: str) -> dict | None:
-    """The last progress written for `key`, or None."""
+    """The last progress written for `key`, or None (also, with a warning, when it is not a record)."""
+    return read_record(store, progress_path(key), "progress")
+
+
+def read_record(store: Store, path: str, kind: str) -> dict | None:
+    """The validated JSON record at `path`, or None: absent, or damaged (a warning names it)."""
     try:
-        return json.loads(store.read_bytes(progress_path(key)))
+        return json_record(store.read_bytes(path), kind, store.uri(path))
     except FileNotFoundError:
+        return None
+    except RecordError as exc:
+        log.warning("%s; ignored", for_terminal(exc))
         return None
 
 
@@ -264,11 +310,8 @@ def write_heartbeat(store: Store, key: str, run: str | None = None) -> None:
 
 
 def read_heartbeat(store: Store, key: str) -> dict | None:
-    """The last heartbeat of `key` (at, pid, host, run), or None."""
-    try:
-        return json.loads(store.read_bytes(heartbeat_path(key)))
-    except FileNotFoundError:
-        return None
+    """The last heartbeat of `key` (at, pid, host, run), or None (also when it is not a record)."""
+    return read_record(store, heartbeat_path(key), "heartbeat")
 
 
 def _commit_record(store: Store, prefix: str, record: dict) -> str:
@@ -279,8 +322,10 @@ def _commit_record(store: Store, prefix: str, record: dict) -> str:
     return path
 
 
-def _read_records(store: Store, prefix: str) -> list[dict]:
-    return [json.loads(store.read_bytes(p)) for p in store.list(prefix) if p.endswith(".json")]
+def _read_records(store: Store, prefix: str, kind: str) -> list[dict]:
+    """The valid `kind` records under `prefix`, oldest first; damaged ones skipped with a warning."""
+    found = (read_record(store, p, kind) for p in store.list(prefix) if p.endswith(".json"))
+    return [record for record in found if record is not None]
 
 
 def record_failure(store: Store, key: str, error_line: str, traceback_text: str, where: str) -> str:
@@ -291,7 +336,7 @@ def record_failure(store: Store, key: str, error_line: str, traceback_text: str,
 
 def read_failures(store: Store, key: str) -> list[dict]:
     """All failure records of `key` (error, traceback, where, at), oldest first."""
-    return _read_records(store, failures_prefix(key))
+    return _read_records(store, failures_prefix(key), "failure")
 
 
 def newest_checkpoint_step(store: Store, key: str) -> int:
@@ -312,5 +357,5 @@ def record_attempt(store: Store, key: str, run: str | None = None, warm: bool | 
 
 def read_attempts(store: Store, key: str) -> list[dict]:
     """All attempt records of `key`, oldest first."""
-    return _read_records(store, attempts_prefix(key))
+    return _read_records(store, attempts_prefix(key), "attempt")
 

@@ -183,3 +183,35 @@ def test_workers_never_import_a_factory_from_the_store_folder_in_the_working_dir
     assert status.returncode == 0, status.stderr
     assert f"module 'store.evil' would be imported from {tmp_path}, a working directory on the path" in status.stdout
     assert not marker.exists()
+
+
+def test_damaged_and_hostile_records_are_named_and_skipped_by_status_logs_and_report(tmp_path, store_uri):
+    from orchestrator.plan import make_plan
+    from sweepcore import layout
+    spec, store = _submitted(tmp_path, store_uri)
+    trials = make_plan(spec).trials
+    assert len(trials) >= 4
+    first, second, third, fourth = (t.key for t in trials[:4])
+    store.write_bytes(layout.progress_path(first), b"\xff not json")
+    store.write_bytes(layout.heartbeat_path(second), b'{"at": "2999-01-01T00:00:00+00:00", "pid": 1}')
+    store.write_bytes(f"{layout.failures_prefix(third)}/20260101T000000.000000Z-aaaaaaaa.json",
+                      b'{"at": "2026-01-01T00:00:00+00:00", "error": "boom\\u001b]0;owned\\u0007\\nforged line", '
+                      b'"where": "w", "traceback": "t"}')
+    store.write_bytes(f"{layout.failures_prefix(third)}/20260101T000001.000000Z-bbbbbbbb.json", b"[1, 2]")
+    store.write_bytes(layout.result_path(fourth), b"PAR1 not parquet")
+    before = {p: store.read_bytes(p) for p in store.list("")}
+    status = _cli("status", "victim", "--store", store_uri)
+    assert status.returncode in (0, 1) and "Traceback" not in status.stderr, status.stderr
+    out = status.stdout + status.stderr
+    assert f"{store.uri(layout.progress_path(first))}: not a progress record (not JSON" in out, out
+    assert "\x1b" not in out and "\x07" not in out and "boom\\x1b]0;owned\\x07\\x0aforged line" in out, out
+    assert f"running {trials[1].name}" not in out  # a heartbeat from the future is no sign of life
+    logs = _cli("logs", "victim", "--store", store_uri)
+    assert logs.returncode == 0 and "Traceback" not in logs.stderr, logs.stderr
+    assert "not a failure record (a JSON list, not an object)" in logs.stderr, logs.stderr
+    assert "boom\\x1b]0;owned\\x07\\x0aforged line" in logs.stdout and "\x1b" not in logs.stdout
+    report = _cli("report", "victim", "--store", store_uri, "--out", str(tmp_path / "report"))
+    assert report.returncode == 0 and "Traceback" not in report.stderr, report.stderr
+    assert f"{store.uri(layout.result_path(fourth))}: not a table" in report.stderr
+    after = {p: store.read_bytes(p) for p in store.list("") if not p.startswith(f"sweeps/victim/report")}
+    assert after == before  # read, never repaired or removed

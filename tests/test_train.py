@@ -359,3 +359,35 @@ def test_inconsistent_treatments_are_refused(tmp_path):
         trial.run_trial(dataclasses.replace(SETTINGS, treatment="transfer", n=2), _store(tmp_path))
     with pytest.raises(ValueError, match="a base trial has n=0"):
         trial.run_trial(dataclasses.replace(SETTINGS, n=2), _store(tmp_path))
+
+
+class _Planted:
+    """A class no weights_only load accepts: what a store writer would pickle to run code."""
+
+
+def test_a_checkpoint_that_does_not_load_is_skipped_like_a_corrupt_one(tmp_path, caplog):
+    whole = _store(tmp_path, "whole")
+    trial.run_trial(SETTINGS, whole)
+    split, key = _store(tmp_path, "split"), SETTINGS.key
+    with pytest.raises(training.TrainingInterrupted):
+        trial.run_trial(SETTINGS, split, stop_after=12)  # checkpoints at 8 and 12
+    planted = io.BytesIO()
+    torch.save({"key": key, "model": _Planted()}, planted)
+    records.save_checkpoint(split, key, 12, planted.getvalue())  # with a matching sha256 sidecar
+    reports = []
+    trial.run_trial(SETTINGS, split, report=reports.append)
+    assert [r["step"] for r in reports] == [9, 12, 15]  # resumed from step 8, not blocked for good
+    assert _same_state(_state(split, key), _state(whole, key))
+    warnings = [r.getMessage() for r in caplog.records if "does not load" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].endswith("(UnpicklingError); trying the previous one"), warnings
+    assert "weights_only" not in warnings[0]
+
+
+def test_a_training_whose_loss_is_not_a_number_fails_and_commits_nothing(tmp_path):
+    store = _store(tmp_path)
+    diverging = dataclasses.replace(SETTINGS, train=dataclasses.replace(SETTINGS.train, lr=1e30, warmup_fraction=0.0))
+    with pytest.raises(training.TrainingDiverged, match=r"^training diverged: the mean loss over steps 1-3 is nan "
+                                                         r"\(lr 9.56773e\+29 at step 3\); lower train.lr, or "
+                                                         r"lengthen train.warmup_fraction$"):
+        trial.run_trial(diverging, store)
+    assert records.read_result(store, diverging.key) is None

@@ -41,6 +41,35 @@ class TrainingInterrupted(Exception):
         self.step = step
 
 
+class TrainingDiverged(ValueError):
+    """The loss stopped being a number: the network that follows means nothing, so it is never
+    committed as a result (the trial fails, saying at which steps and with which learning rate)."""
+
+    def __init__(self, first_step: int, step: int, loss: float, lr: float):
+        super().__init__(f"training diverged: the mean loss over steps {first_step}-{step} is {loss} (lr {lr:g} at "
+                         f"step {step}); lower train.lr, or lengthen train.warmup_fraction")
+
+
+CHECKPOINT_FIELDS = ("key", "step", "model", "optimizer", "curve", "wall_seconds", "rng", "data_rng", "perm",
+                     "loss_sum", "loss_count")
+
+
+def _decode_checkpoint(blob: bytes, key: str, model: torch.nn.Module) -> dict:
+    """A checkpoint of trial `key` for `model`, or ValueError: what does not load (weights_only), is
+    another trial's, or does not fit the network is not this trial's checkpoint (records skips it)."""
+    ckpt = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or any(name not in ckpt for name in CHECKPOINT_FIELDS):
+        raise ValueError("not a checkpoint dict")
+    if ckpt["key"] != key:
+        raise ValueError("another trial's checkpoint")
+    own = model.state_dict()
+    state = ckpt["model"]
+    if not isinstance(state, dict) or set(state) != set(own) or any(
+            not isinstance(state[k], torch.Tensor) or state[k].shape != own[k].shape for k in own):
+        raise ValueError("weights that do not fit this network")
+    return ckpt
+
+
 @dataclass
 class TrainOutcome:
     """What a finished training produced."""
@@ -179,11 +208,9 @@ def train(model: torch.nn.Module, data: HalfLoader, settings: TrialSettings, sto
     torch.manual_seed(seed)
     step, curve, prior_wall, perm = 0, [], 0.0, None
     loss_sum, loss_count = torch.zeros((), dtype=torch.float64, device=device), 0
-    found = records.load_latest_checkpoint(store, key)
+    found = records.load_latest_checkpoint(store, key, lambda blob: _decode_checkpoint(blob, key, model))
     if found is not None:
-        ckpt = torch.load(io.BytesIO(found[1]), map_location="cpu", weights_only=True)
-        if ckpt["key"] != key:
-            raise ValueError(f"checkpoint step {found[0]} of trial {key} belongs to trial {ckpt['key']}")
+        ckpt = found[1]
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, curve, prior_wall, perm = ckpt["step"], ckpt["curve"], ckpt["wall_seconds"], ckpt["perm"]
@@ -241,9 +268,11 @@ def train(model: torch.nn.Module, data: HalfLoader, settings: TrialSettings, sto
             step += 1
             evaluated = step % eval_every == 0 or step == total
             if evaluated:
+                mean_loss = float(loss_sum.item()) / max(1, loss_count)
+                if not math.isfinite(mean_loss):  # checked where the loss is read anyway: no extra sync
+                    raise TrainingDiverged(step - loss_count + 1, step, mean_loss, lr)
                 top1 = evaluate(forward, data, EVAL_BATCH, device, channels_last, autocast)
-                row = {"step": step, "top1": top1, "loss": float(loss_sum.item()) / max(1, loss_count),
-                       "lr": lr, "seconds": wall()}
+                row = {"step": step, "top1": top1, "loss": mean_loss, "lr": lr, "seconds": wall()}
                 curve.append(row)
                 loss_sum.zero_()
                 loss_count = 0

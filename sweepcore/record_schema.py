@@ -1,0 +1,116 @@
+"""What each record read back from the store must look like: one validator per kind of record.
+
+A shared store has other writers, and a crash can leave half a file: every progress, heartbeat,
+attempt and failure record, and every result row, is checked here before any command uses it. A record
+that fails is a RecordError naming the object and what is wrong, on one line; readers that can go on
+without it (status, logs, report) skip it with a warning instead of stopping.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from typing import Any, Optional
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sweepcore.terminal import for_terminal
+from sweepcore.vocabulary import TREATMENTS
+
+MAX_JSON_RECORD_BYTES = 1 << 20  # progress, heartbeat, attempt, failure: a few hundred bytes when honest
+MAX_RESULT_BYTES = 4 << 20  # one result row: its settings_json is the big cell (a few KB)
+MAX_TEXT = 1 << 16  # one string field of a JSON record (a failure's traceback is the long one)
+INT64_BOUND = 2**63
+RESULT_STATUSES = ("ok",)  # what commit_result writes: failed trials have failure records, not rows
+
+
+class RecordError(ValueError):
+    """A record read back from the store that is not one (the message names the object)."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)  # later fields are allowed, not trusted
+
+
+def _timestamp(value: str) -> str:
+    parsed = dt.datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("a time without a timezone")
+    return value
+
+
+class ProgressRecord(_Record):
+    step: int = Field(ge=0, lt=INT64_BOUND)
+    total_steps: int = Field(ge=0, lt=INT64_BOUND)
+    wall_seconds: Optional[float] = Field(None, ge=0)
+    top1: Optional[float] = Field(None, ge=0, le=1)
+    updated_at: Optional[str] = Field(None, max_length=64)
+
+
+class HeartbeatRecord(_Record):
+    at: str = Field(max_length=64)
+    pid: Optional[int] = Field(None, ge=0, lt=INT64_BOUND)
+    host: Optional[str] = Field(None, max_length=256)
+    run: Optional[str] = Field(None, max_length=256)
+
+
+class AttemptRecord(_Record):
+    at: str = Field(max_length=64)
+    pid: Optional[int] = Field(None, ge=0, lt=INT64_BOUND)
+    host: Optional[str] = Field(None, max_length=256)
+    run: Optional[str] = Field(None, max_length=256)
+    resume_step: int = Field(0, ge=0, lt=INT64_BOUND)
+    warm: Optional[bool] = None
+
+
+class FailureRecord(_Record):
+    at: str = Field(max_length=64)
+    error: str = Field(max_length=MAX_TEXT)
+    traceback: str = Field("", max_length=MAX_TEXT)
+    where: str = Field("", max_length=MAX_TEXT)
+
+
+SCHEMAS: dict[str, type[_Record]] = {"progress": ProgressRecord, "heartbeat": HeartbeatRecord,
+                                     "attempt": AttemptRecord, "failure": FailureRecord}
+
+
+def json_record(data: bytes, kind: str, where: str) -> dict[str, Any]:
+    """The JSON record of `kind` in `data` (read from `where`), validated; RecordError otherwise."""
+    if len(data) > MAX_JSON_RECORD_BYTES:
+        raise RecordError(f"{where}: not a {kind} record ({len(data)} bytes, at most {MAX_JSON_RECORD_BYTES})")
+    try:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RecordError(f"{where}: not a {kind} record (not JSON: {for_terminal(exc, 80)})") from None
+    if not isinstance(raw, dict):
+        raise RecordError(f"{where}: not a {kind} record (a JSON {type(raw).__name__}, not an object)")
+    try:
+        record = SCHEMAS[kind].model_validate(raw)
+        for name in ("at", "updated_at"):
+            if isinstance(getattr(record, name, None), str):
+                _timestamp(getattr(record, name))
+    except (ValidationError, ValueError) as exc:
+        first = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": ("at",), "msg": str(exc)}
+        field = ".".join(str(p) for p in first["loc"]) or kind
+        raise RecordError(f"{where}: not a {kind} record ({field}: {for_terminal(first['msg'], 120)})") from None
+    return raw
+
+
+def check_result_table(table: pa.Table, key: str, where: str) -> pa.Table:
+    """A result file's table: one row, for `key`, with values a training can have; RecordError otherwise."""
+    if table.num_rows != 1:
+        raise RecordError(f"{where}: not a result row ({table.num_rows} rows, expected 1)")
+    row = table.slice(0, 1).to_pylist()[0]
+    if row["key"] != key:
+        raise RecordError(f"{where}: not the result row of {key} (it names key {for_terminal(row['key'], 40)})")
+    for name in ("top1_final", "top1_paper"):
+        value = row[name]
+        if not (isinstance(value, float) and math.isfinite(value) and 0.0 <= value <= 1.0):
+            raise RecordError(f"{where}: not a result row ({name} {for_terminal(value, 40)} is not an accuracy)")
+    if row["status"] not in RESULT_STATUSES or row["treatment"] not in TREATMENTS:
+        raise RecordError(f"{where}: not a result row (status {for_terminal(row['status'], 40)}, "
+                          f"treatment {for_terminal(row['treatment'], 40)})")
+    if row["steps"] < 0 or not (math.isfinite(row["wall_seconds"]) and row["wall_seconds"] >= 0):
+        raise RecordError(f"{where}: not a result row (steps {row['steps']}, wall_seconds {row['wall_seconds']})")
+    return table
