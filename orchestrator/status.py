@@ -20,7 +20,7 @@ from orchestrator.plan import Plan
 from orchestrator.spec import SweepSpec
 from orchestrator.spec_source import resume_command
 from sweepcore.layout import failures_prefix
-from sweepcore.records import committed_keys, read_failures, read_heartbeat, read_progress, read_results
+from sweepcore.records import committed_keys, read_heartbeat, read_progress, read_record, read_results
 from sweepcore.store import Store
 from sweepcore.terminal import for_terminal
 
@@ -68,15 +68,14 @@ def trial_states(plan: Plan, store: Store, now: Optional[float] = None) -> list[
             continue
         progress = read_progress(store, t.key) or {}
         heartbeat = read_heartbeat(store, t.key) or {}
-        failures = read_failures(store, t.key)  # valid ones only: a damaged record is named and skipped
-        failure = failures[-1] if failures else None
+        failure, failure_path = _newest_failure(store, t.key)
         # a sign of life dated ahead of this clock (skew aside) is not one: it would read "running" forever
         alive = max((t for t in (_epoch(progress.get("updated_at")), _epoch(heartbeat.get("at")))
                      if t <= now + CLOCK_SKEW_SECONDS), default=0.0)
         steps: dict[str, Any] = dict(step=progress.get("step"), total_steps=progress.get("total_steps"))
         if failure and _epoch(failure.get("at")) >= alive:
             out.append(TrialStatus(state=TrialState.FAILED, error=failure.get("error"),
-                                   where=failure.get("where"), record=store.uri(failures_prefix(t.key)), **base))
+                                   where=failure.get("where"), record=store.uri(failure_path), **base))
         elif alive and now - alive < STALE_SECONDS:
             out.append(TrialStatus(state=TrialState.RUNNING, **steps, **base))
         elif alive:
@@ -84,6 +83,15 @@ def trial_states(plan: Plan, store: Store, now: Optional[float] = None) -> list[
         else:
             out.append(TrialStatus(state=TrialState.PENDING, **base))
     return out
+
+
+def _newest_failure(store: Store, key: str) -> tuple[Optional[dict], str]:
+    """The newest valid failure record of `key` and its path: a damaged one is named and skipped."""
+    for path in sorted((p for p in store.list(failures_prefix(key)) if p.endswith(".json")), reverse=True):
+        record = read_record(store, path, "failure")
+        if record is not None:
+            return record, path
+    return None, ""
 
 
 def _epoch(iso: Optional[str]) -> float:

@@ -213,5 +213,5 @@ def test_damaged_and_hostile_records_are_named_and_skipped_by_status_logs_and_re
     report = _cli("report", "victim", "--store", store_uri, "--out", str(tmp_path / "report"))
     assert report.returncode == 0 and "Traceback" not in report.stderr, report.stderr
     assert f"{store.uri(layout.result_path(fourth))}: not a table" in report.stderr
-    after = {p: store.read_bytes(p) for p in store.list("") if not p.startswith(f"sweeps/victim/report")}
+    after = {p: store.read_bytes(p) for p in store.list("") if not p.startswith("sweeps/victim/report")}
     assert after == before  # read, never repaired or removed
