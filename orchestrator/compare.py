@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 
 from orchestrator.convergence import check_convergence  # noqa: E402
 from orchestrator.errors import UsageError  # noqa: E402
+from orchestrator.output_files import output_folder, replacing, write_text  # noqa: E402
 from orchestrator.stats import CELL, RANDOM_SPLIT, Interval, contrast, pair_with_bases  # noqa: E402
 from sweepcore.vocabulary import TREATMENT_LABEL  # noqa: E402
 
@@ -125,8 +126,9 @@ def compare(first: Union[pd.DataFrame, list[pd.DataFrame]], second: Union[pd.Dat
         rows.append({"arm": f"{TREATMENT_LABEL[treatment]}({n})", "treatment": treatment, "n": n,
                      "first": contrast([(1, ra)], "pdelta"), "second": contrast([(1, rb)], "pdelta"),
                      "difference": contrast([(1, rb), (-1, ra)], "pdelta")})
-    out.mkdir(parents=True, exist_ok=True)
-    _plot(a, b, rows, labels, out / "compare.png")
+    out = output_folder(out)  # a real folder: never written through a symlink (output_files.py)
+    with replacing(out / "compare.png") as tmp:
+        _plot(a, b, rows, labels, tmp)
     units = a[list(CELL)].drop_duplicates()
     bases = [(label, df[df.treatment == "base"]["value"]) for label, df in zip(labels, (a, b))]
     lines = [f"# {labels[0]} vs {labels[1]}, layer by layer", "",
@@ -141,7 +143,7 @@ def compare(first: Union[pd.DataFrame, list[pd.DataFrame]], second: Union[pd.Dat
     lines += ["", f"| arm | {labels[0]} − base | {labels[1]} − base | {labels[1]} − {labels[0]} |", "|---|---|---|---|"]
     lines += [f"| {r['arm']} | {_pp(r['first'])} | {_pp(r['second'])} | {_pp(r['difference'])} |" for r in rows]
     lines += ["", "![compare](compare.png)", ""]
-    (out / "compare.md").write_text("\n".join(lines))
+    write_text(out / "compare.md", "\n".join(lines))
     return {"rows": rows, "files": [str(out / "compare.png"), str(out / "compare.md")]}
 
 

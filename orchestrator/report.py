@@ -4,12 +4,8 @@ Input is the results table (the result rows of docs/contracts.md) and, optionall
 Everything here draws or writes what exists: a partial sweep gives a partial report, never an error.
 The claim logic and the statistics live in orchestrator/claims.py.
 
-Files and symlinks, one rule: the report never writes through a symlink. Every file (report.md, the
-figures, the tables of `write_tables`) is written to a dot-named temporary file in the output folder and
-then moved onto its name with `os.replace`, which replaces whatever is there, a symlink included, as a
-link: the file it pointed at is never touched. The output folder itself must be a real folder: a
-symlink there is refused (UsageError), and a folder that must stay inside another (the report's default
-place in a local store) is refused when, symlinks resolved, it lies outside. A file the report owns
+Files and symlinks: every file is written by orchestrator/output_files.py, which never writes through
+a symlink. A file the report owns
 (`owned_names`: report.md, its tables, transfer/distance figures plain or per dataset) that the new
 report does not write is removed, so a folder never mixes two reports; nothing else is ever removed.
 """
@@ -17,11 +13,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -34,7 +27,7 @@ import pandas as pd  # noqa: E402
 
 from orchestrator.claims import NATMAN_DIRECTIONS, Claim, check_claims, check_study  # noqa: E402
 from orchestrator.convergence import convergence_md  # noqa: E402
-from orchestrator.errors import UsageError  # noqa: E402
+from orchestrator.output_files import output_folder, remove_file, replacing  # noqa: E402
 from orchestrator.paper import PAPER_BASE_SD, PAPER_REFERENCE, paper_results  # noqa: E402
 from orchestrator.stats import (  # noqa: E402
     ALL,
@@ -395,7 +388,6 @@ def _slug(text: str) -> str:
 
 
 # ---------------------------------------------------------------- files
-TMP_PREFIX = ".tmp-"  # dot-named: never mistaken for a report file, and left out of directory reads
 REPORT_MD = "report.md"
 FIGURES = ("transfer", "distance")
 TABLES = ("results.parquet", "base_curves.parquet")
@@ -406,57 +398,6 @@ def owned_names(datasets: Iterable[str] = ()) -> set[str]:
     or per dataset (each known dataset and those given)."""
     suffixes = [""] + [f"-{_slug(ds)}" for ds in (*DATASETS, *datasets)]
     return {REPORT_MD, *TABLES} | {f"{fig}{suffix}.png" for fig in FIGURES for suffix in suffixes}
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def output_folder(out_dir: Union[str, Path], within: Union[str, Path, None] = None) -> Path:
-    """out_dir, created when absent. UsageError (one line) when it is a symlink or not a folder, or,
-    with `within`, when it resolves (symlinks followed) outside that folder."""
-    out = Path(out_dir)
-    if out.is_symlink():
-        raise UsageError(f"report folder {out} is a symbolic link (to {os.path.realpath(out)}); refusing to "
-                         "write through it: give --out a real folder")
-    if within is not None:
-        root, real = os.path.realpath(within), os.path.realpath(out)
-        if not _inside(real, root):
-            raise UsageError(f"report folder {out} leads outside {within} (to {real}); refusing to write there")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise UsageError(f"report folder {out} exists and is not a folder") from None
-    except OSError as exc:
-        raise UsageError(f"cannot create report folder {out}: {exc.strerror or exc}") from None
-    if out.is_symlink() or not out.is_dir():  # swapped for a link or a file meanwhile
-        raise UsageError(f"report folder {out} is not a real folder; refusing to write there")
-    return out
-
-
-@contextmanager
-def replacing(path: Path) -> Iterator[Path]:
-    """A temporary name in path's folder to write to; when the block ends, what was written there is
-    moved onto `path` with os.replace (a symlink at `path` is replaced, never followed); nothing written:
-    `path` is left as it is. On an error the temporary file is removed."""
-    if path.is_dir() and not path.is_symlink():
-        raise UsageError(f"{path} is a folder; refusing to replace it with a report file")
-    tmp = path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}")
-    try:
-        yield tmp
-        if os.path.lexists(tmp):
-            os.replace(tmp, path)
-    finally:
-        _remove(tmp)
-
-
-def _remove(path: Path) -> None:
-    """Remove a file or a symlink (the link, never its target); folders and absent paths stay as they are."""
-    if path.is_symlink() or path.is_file():
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
 
 
 def write_tables(out_dir: Union[str, Path], tables: dict[str, Any],
@@ -473,7 +414,7 @@ def write_tables(out_dir: Union[str, Path], tables: dict[str, Any],
             raise ValueError(f"{name!r} is not a report table (one of {', '.join(TABLES)})")
         path = out / name
         if table is None:
-            _remove(path)
+            remove_file(path)
             continue
         with replacing(path) as tmp:
             pq.write_table(table, tmp)
@@ -576,5 +517,5 @@ def write_report(results: pd.DataFrame, out_dir: Union[str, Path], planned: Opti
     files.append(str(report))
     drawn_names = {Path(f).name for f in files}
     for stale in sorted(owned_names(datasets) - drawn_names - {REPORT_MD, *TABLES}):
-        _remove(out / stale)  # an earlier report's figure: a folder never mixes two reports
+        remove_file(out / stale)  # an earlier report's figure: a folder never mixes two reports
     return {"files": files, "claims": all_claims, "convergence": convergence, "missing": missing_keys}

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from orchestrator.compare import compare
+from orchestrator.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "docs" / "results" / "converged" / "results.parquet"
@@ -65,3 +66,20 @@ def test_each_input_is_paired_with_its_own_bases(tmp_path):
     anb5 = next(r for r in info["rows"] if r["arm"] == "AnB(5)")
     anb1 = next(r for r in info["rows"] if r["arm"] == "AnB(1)")
     assert anb5["first"].mean == pytest.approx(anb1["first"].mean, abs=1e-12)  # -0.02 on both sides
+
+
+def test_compare_never_writes_through_a_symlink_planted_in_its_folder(tmp_path):
+    results = pd.read_parquet(PUBLISHED)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "compare.md").symlink_to(victim)
+    (out / "compare.png").symlink_to(victim)
+    compare(results, results, ("one", "two"), out)
+    assert victim.read_text() == "keep me"  # the links were replaced as links, their target untouched
+    assert not (out / "compare.md").is_symlink() and "| BnB(4) |" in (out / "compare.md").read_text()
+    linked = tmp_path / "linked"
+    linked.symlink_to(out)
+    with pytest.raises(UsageError, match="is a symbolic link"):
+        compare(results, results, ("one", "two"), linked)
