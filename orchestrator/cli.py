@@ -236,7 +236,8 @@ def _run(spec: SweepSpec, address: Optional[str], verbose: bool = False, force: 
     store = open_store(spec.store, spec.endpoint)
     spec = with_data_version(spec, store)  # the data version is part of every key: fixed before planning
     plan = make_plan(spec)
-    lease = acquire_lease(store, spec.name, force)  # before anything is written: a second driver changes nothing
+    # before anything is written: a second driver changes nothing; one that takes over stops this one
+    lease = acquire_lease(store, spec.name, force, on_lost=lambda line: on_taken_over(line))
     record_spec(spec, store)
     console = Console(stderr=True, soft_wrap=True)  # paths and commands stay on one line, copyable
     holder: dict = {}
@@ -269,6 +270,14 @@ def _run(spec: SweepSpec, address: Optional[str], verbose: bool = False, force: 
         print(f"transfer-sweep: error: {line}; committed results are kept: run `{resume_command(spec)}` "
               "once the cluster is back", file=sys.stderr, flush=True)
         lease.release()
+        os._exit(EXIT_FAILED)
+
+    def on_taken_over(line: str) -> None:
+        # called from the lease's heartbeat thread: the other driver runs the sweep now; two would race
+        if "progress" in holder:
+            holder["progress"].__exit__(None, None, None)
+        print(f"transfer-sweep: error: {line}; this driver stops (committed results are kept, and the "
+              "other driver trains the rest)", file=sys.stderr, flush=True)
         os._exit(EXIT_FAILED)
 
     try:

@@ -15,14 +15,18 @@ import os
 import socket
 import threading
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 from orchestrator.errors import UsageError
 from sweepcore.layout import sweep_prefix
 from sweepcore.store import Store, StoreError
+from sweepcore.terminal import for_terminal
 
 HEARTBEAT_SECONDS = 15.0
 STALE_SECONDS = 90.0
+# how far ahead of this clock another host's timestamps may be; a heartbeat dated further ahead is no
+# sign of life (it would hold the lease, or read "running", forever)
+CLOCK_SKEW_SECONDS = 300.0
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray for a Ray Job's driver
 JOB_META = "transfer_sweep_job"  # the submission id `submit` puts in the job's metadata
 
@@ -44,17 +48,19 @@ def _ray_job() -> Optional[str]:
 
 def describe_holder(holder: dict, now: dt.datetime) -> str:
     """'pid 123 on host h (Ray job j), since ..., last heartbeat 12 s ago'."""
-    job = f" (Ray job {holder['job']})" if holder.get("job") else ""
+    shown = {k: for_terminal(holder.get(k), 80) for k in ("pid", "host", "job", "started")}  # store text
+    job = f" (Ray job {shown['job']})" if holder.get("job") else ""
     beat = _age(holder, now)
-    return (f"pid {holder.get('pid')} on host {holder.get('host')}{job}, since {holder.get('started')}, "
+    return (f"pid {shown['pid']} on host {shown['host']}{job}, since {shown['started']}, "
             f"last heartbeat {beat:.0f} s ago")
 
 
 def _age(holder: dict, now: dt.datetime) -> float:
     try:
-        return (now - dt.datetime.fromisoformat(holder["heartbeat"])).total_seconds()
+        age = (now - dt.datetime.fromisoformat(holder["heartbeat"])).total_seconds()
     except (KeyError, TypeError, ValueError):
         return float("inf")  # unreadable: treat as stale rather than block the sweep forever
+    return age if age >= -CLOCK_SKEW_SECONDS else float("inf")  # from the future: no sign of life
 
 
 @dataclass
@@ -64,14 +70,35 @@ class Lease:
     store: Store
     path: str
     record: dict
+    on_lost: Optional[Callable[[str], None]] = None  # told, from the heartbeat thread, when another took over
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: Optional[threading.Thread] = None
+
+    def taken_over_by(self) -> Optional[str]:
+        """Who holds a newer generation of this sweep's lease (`--force`, or a takeover of a lease that
+        looked stale), as a line; None while this one is the newest."""
+        prefix, mine = self.path.rsplit("/", 1)
+        newer = sorted(p for p in self.store.list(prefix) if _generation(p) > _generation(mine))
+        if not newer:
+            return None
+        holder = _read(self.store, newer[-1]) or {}
+        return (f"sweep lease {self.store.uri(newer[-1])} was taken over by "
+                f"{describe_holder(holder, _now())}")
 
     def _write(self) -> None:
         self.store.write_bytes(self.path, json.dumps(self.record, sort_keys=True).encode())
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                lost = self.taken_over_by()
+            except (StoreError, OSError):
+                lost = None  # the next beat looks again
+            if lost is not None:  # the other driver runs the sweep now: this one must stop, and say so
+                self._stop.set()
+                if self.on_lost is not None:
+                    self.on_lost(lost)
+                return
             self.record["heartbeat"] = _now().isoformat()
             try:
                 self._write()
@@ -100,11 +127,18 @@ class Lease:
         self.release()
 
 
-def acquire(store: Store, sweep: str, force: bool = False) -> Lease:
-    """Take the sweep's lease, or raise UsageError naming the driver that holds it."""
+def _generation(path: str) -> int:
+    """The generation a lease file's name holds (000042.json: 42); -1 for any other name."""
+    name = path.rsplit("/", 1)[-1]
+    return int(name[:-5]) if name.endswith(".json") and name[:-5].isdigit() and len(name) <= 25 else -1
+
+
+def acquire(store: Store, sweep: str, force: bool = False,
+            on_lost: Optional[Callable[[str], None]] = None) -> Lease:
+    """Take the sweep's lease, or raise UsageError naming the driver that holds it. `on_lost` is called
+    (from the heartbeat thread) if another driver takes the lease over later."""
     prefix = lease_prefix(sweep)
-    generations = sorted(int(p.rsplit("/", 1)[1][:-5]) for p in store.list(prefix)
-                         if p.endswith(".json") and p.rsplit("/", 1)[1][:-5].isdigit())
+    generations = sorted(g for p in store.list(prefix) if (g := _generation(p)) >= 0)
     newest = generations[-1] if generations else 0
     now = _now()
     if newest and not force:
@@ -118,7 +152,7 @@ def acquire(store: Store, sweep: str, force: bool = False) -> Lease:
     if not store.commit_bytes(path, json.dumps(record, sort_keys=True).encode()):
         winner = _read(store, path) or {}
         raise UsageError(f"sweep {sweep} was just started by {describe_holder(winner, _now())}; not run twice")
-    return Lease(store, path, record).start()
+    return Lease(store, path, record, on_lost).start()
 
 
 def _read(store: Store, path: str) -> Optional[dict]:

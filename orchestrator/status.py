@@ -16,6 +16,7 @@ from typing import Any, Optional
 from rich.console import Console
 from rich.table import Table
 
+from orchestrator.lease import CLOCK_SKEW_SECONDS
 from orchestrator.plan import Plan
 from orchestrator.spec import SweepSpec
 from orchestrator.spec_source import resume_command
@@ -26,7 +27,6 @@ from sweepcore.terminal import for_terminal
 
 # An attempt that has not beaten for this long is no longer running (it beats every 10 s).
 STALE_SECONDS = 60.0
-CLOCK_SKEW_SECONDS = 300.0  # how far ahead of this clock another host's timestamps may be
 
 
 class TrialState(str, enum.Enum):

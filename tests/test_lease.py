@@ -65,3 +65,29 @@ def test_two_drivers_starting_at_once_get_exactly_one_lease(store):
     held = [o for o in outcomes if isinstance(o, leases.Lease)]
     assert len(held) == 1 and all("sweep race" in o for o in outcomes if isinstance(o, str))
     held[0].release()
+
+
+def test_the_driver_that_lost_its_lease_to_force_is_told_and_stops_beating(store, monkeypatch):
+    monkeypatch.setattr(leases, "HEARTBEAT_SECONDS", 0.05)
+    told = threading.Event()
+    lines = []
+    first = leases.acquire(store, "demo", on_lost=lambda line: (lines.append(line), told.set()))
+    assert first.taken_over_by() is None
+    second = leases.acquire(store, "demo", force=True)
+    assert told.wait(10), "the first driver never noticed"
+    assert lines == [f"sweep lease {store.uri(second.path)} was taken over by pid {os.getpid()} on host "
+                     f"{socket.gethostname()}, since {second.record['started']}, last heartbeat "
+                     f"{lines[0].rsplit('heartbeat ', 1)[1]}"]
+    first._thread.join(5)
+    assert not first._thread.is_alive()  # it writes its lease no more
+    second.release()
+
+
+def test_a_heartbeat_from_the_future_does_not_hold_the_lease(store):
+    held = leases.acquire(store, "demo")
+    held._stop.set()
+    future = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=365)).isoformat()
+    store.write_bytes(held.path, json.dumps({**held.record, "heartbeat": future}).encode())
+    taker = leases.acquire(store, "demo")  # no --force needed
+    assert taker.record["generation"] == held.record["generation"] + 1
+    taker.release()
