@@ -316,3 +316,51 @@ def test_tampered_shard_metas_and_manifests_read_back_are_one_line_errors(tmp_pa
     store2.commit_bytes(f"{prefix}/manifest.json", tampered)
     with pytest.raises(PrepareError, match=r"manifest.json: num_classes: 1 is not an integer in \[2, 100000\]$"):
         prepare_image_set(other, inline=True)
+
+
+def test_unusable_tree_entries_are_skipped_with_a_reason_never_followed_or_dropped_silently(tmp_path):
+    import os
+
+    from workers.image_set.scan import scan_folder
+    root = write_tree(tmp_path / "t")
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(b"not yours")
+    (root / "cat" / "leak.png").symlink_to(outside)
+    (root / "dog-link").symlink_to(tmp_path, target_is_directory=True)  # a class folder leading out
+    os.mkfifo(root / "cat" / "pipe.png")
+    (root / os.fsdecode(b"cat") / os.fsdecode(b"bad-\xff.png")).write_bytes(b"x")
+    source = scan_folder(root, 0.2)
+    reasons = sorted((s["file"], s["reason"]) for s in source.skipped)
+    assert reasons == [("cat/bad-\\xff.png", "its name is not UTF-8"),
+                       ("cat/leak.png", "a symbolic link that leads outside images.src"),
+                       ("cat/pipe.png", "not a regular file"),
+                       ("dog-link/", "a symbolic link that leads outside images.src")]
+    assert len(source.classes) == len(CLASSES)
+    assert not any("leak" in ref or "pipe" in ref or "bad-" in ref for _, ref, _, _ in source.items)
+
+
+def test_an_image_claiming_a_huge_canvas_is_refused_before_it_is_decoded(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from workers.image_set import MAX_IMAGE_PIXELS
+    from workers.image_set.prepare import decode
+    buffer = io.BytesIO()
+    Image.new("L", (10_000, 7_000)).save(buffer, "PNG")  # 70 MP of zeros: a few tens of KB compressed
+    assert len(buffer.getvalue()) < 200_000
+    with pytest.raises(ValueError, match=f"^10000x7000 pixels, more than the {MAX_IMAGE_PIXELS} allowed"):
+        decode(buffer.getvalue(), 16, 1)
+
+
+def test_an_oversized_parquet_cell_is_skipped_with_its_size_never_read_into_python(tmp_path, monkeypatch):
+    from workers.image_set import prepare as preparing
+    from workers.image_set.scan import scan_parquet, shard_jobs
+    source = scan_parquet(write_parquet(tmp_path / "set.parquet"), 0.2)
+    job = shard_jobs(source, 16, 3)[0]
+    sizes = sorted(len(v) for _, _, v in preparing._image_bytes(job) if isinstance(v, bytes))
+    monkeypatch.setattr(preparing, "MAX_IMAGE_BYTES", sizes[len(sizes) // 2])
+    read = preparing._image_bytes(job)
+    refused = [v for _, _, v in read if isinstance(v, ValueError)]
+    assert refused and all(str(v).endswith(f"more than the {sizes[len(sizes) // 2]} allowed for one image")
+                           for v in refused)

@@ -18,6 +18,10 @@ DEFAULT_SHARD_SIZE = 2000  # images per shard: 6 MB at 32x32x3
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MAX_SIZE = 512  # pixels a side: a half is held in memory
 CHANNEL_MODES = {1: "L", 3: "RGB"}
+# What one image may cost, checked before it is decoded: a small compressed file can claim a huge canvas
+# (a 420 KB PNG decodes to 1.16 GB), and one Parquet cell is read whole into memory.
+MAX_IMAGE_PIXELS = 64_000_000  # after JPEG draft: a 48 MP photo decodes at a reduced scale anyway
+MAX_IMAGE_BYTES = 64 << 20
 
 
 def recipe(size: int, channels: int) -> dict:

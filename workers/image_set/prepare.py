@@ -21,7 +21,7 @@ import numpy as np
 
 from sweepcore.layout import dataset_prefix
 from sweepcore.store import Store
-from workers.image_set import CHANNEL_MODES, MANIFEST, SPLITS, recipe
+from workers.image_set import CHANNEL_MODES, MANIFEST, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, SPLITS, recipe
 from workers.image_set.scan import ShardJob, Source, SourceError
 from workers.imagenet.prepare import _commit, _npy
 
@@ -29,8 +29,13 @@ from workers.imagenet.prepare import _commit, _npy
 def decode(data: bytes, size: int, channels: int) -> np.ndarray:
     """One image's bytes as a size x size x channels uint8 array (warped: no aspect preservation)."""
     from PIL import Image  # noqa: PLC0415 (Pillow only on the workers that decode)
-    with Image.open(io.BytesIO(data)) as im:
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ValueError(f"{len(data)} bytes, more than the {MAX_IMAGE_BYTES} allowed for one image")
+    with Image.open(io.BytesIO(data)) as im:  # reads the header only
         im.draft(CHANNEL_MODES[channels], (size, size))  # JPEG: decode at the smallest DCT scale >= size
+        width, height = im.size
+        if width * height > MAX_IMAGE_PIXELS:  # before a single pixel is decoded
+            raise ValueError(f"{width}x{height} pixels, more than the {MAX_IMAGE_PIXELS} allowed for one image")
         pixels = im.convert(CHANNEL_MODES[channels]).resize((size, size), Image.Resampling.BILINEAR)
     a = np.asarray(pixels, dtype=np.uint8)
     return a.reshape(size, size, channels)
@@ -47,12 +52,17 @@ def _image_bytes(job: ShardJob) -> list[tuple[str, int, Any]]:
             except OSError as exc:
                 out.append((rel, label, exc))
         return out
-    import pyarrow.parquet as pq  # noqa: PLC0415 (pyarrow only for Parquet image sets)
+    import pyarrow as pa  # noqa: PLC0415 (pyarrow only for Parquet image sets)
+    import pyarrow.compute as pc  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
     rows = [int(ref) for ref, _ in job.refs]
     pf = pq.ParquetFile(job.root)
     starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
     groups = sorted({int(np.searchsorted(starts, r, side="right")) - 1 for r in rows})
-    column = pf.read_row_groups(groups, columns=[job.image_column]).column(0).to_pylist()
+    column = pf.read_row_groups(groups, columns=[job.image_column]).column(0).combine_chunks()
+    if pa.types.is_struct(column.type):  # Hugging Face's image struct {bytes, path}
+        column = column.field("bytes")
+    lengths = pc.binary_length(column).to_pylist()  # an oversized cell is never copied into Python
     first = {g: int(starts[g]) for g in groups}
     offset, position = 0, {}
     for g in groups:  # row r of the file is element position[r] of the groups read
@@ -61,10 +71,14 @@ def _image_bytes(job: ShardJob) -> list[tuple[str, int, Any]]:
         offset += int(starts[g + 1]) - first[g]
     out = []
     for (ref, label), r in zip(job.refs, rows):
-        value = column[position[r]]
-        if isinstance(value, dict):  # Hugging Face's image struct {bytes, path}
-            value = value.get("bytes")
-        out.append((f"row {r}", label, value if isinstance(value, bytes) else ValueError("no image bytes")))
+        nbytes = lengths[position[r]]
+        if nbytes is None:
+            out.append((f"row {r}", label, ValueError("no image bytes")))
+        elif nbytes > MAX_IMAGE_BYTES:
+            out.append((f"row {r}", label, ValueError(f"{nbytes} bytes, more than the {MAX_IMAGE_BYTES} allowed "
+                                                      "for one image")))
+        else:
+            out.append((f"row {r}", label, column[position[r]].as_py()))
     return out
 
 

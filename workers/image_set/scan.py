@@ -66,13 +66,54 @@ class ShardJob:
         return f"{prefix}/{self.split}/shard-{self.index:05d}"
 
 
-def _is_image(entry: os.DirEntry) -> bool:
-    return entry.is_file() and not entry.name.startswith(".") and \
-        os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
+def _unusable(entry: os.DirEntry, root: Path, folder: bool) -> Optional[str]:
+    """Why an entry of the image tree cannot be read as part of it (None: it can): a name that is not
+    UTF-8, a symbolic link that leads out of the tree, or (an image) not a regular file."""
+    try:
+        entry.name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "its name is not UTF-8"
+    if entry.is_symlink() and not _within(Path(os.path.realpath(entry.path)), root):
+        return "a symbolic link that leads outside images.src"
+    if not folder and not entry.is_file():
+        return "not a regular file"
+    return None
 
 
-def _subfolders(folder: Path) -> list[str]:
-    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+def _within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _shown(entry: os.DirEntry, root: Path) -> str:
+    """An entry's path under the tree, printable whatever bytes its name has."""
+    return os.fsencode(os.path.relpath(entry.path, root)).decode("utf-8", "backslashreplace")
+
+
+def _images(folder: Path, root: Path, skipped: list[dict], split: str) -> list[os.DirEntry]:
+    """The usable image files of one class folder, by name; the unusable ones go to `skipped` with why."""
+    found = []
+    for e in os.scandir(folder):
+        if e.name.startswith(".") or os.path.splitext(e.name)[1].lower() not in IMAGE_EXTENSIONS:
+            continue
+        reason = _unusable(e, root, folder=False)
+        if reason is None:
+            found.append(e)
+        else:
+            skipped.append({"split": split, "file": _shown(e, root), "reason": reason})
+    return sorted(found, key=lambda e: e.name)
+
+
+def _subfolders(folder: Path, root: Path, skipped: list[dict]) -> list[str]:
+    names = []
+    for e in os.scandir(folder):
+        if e.name.startswith(".") or not e.is_dir():
+            continue
+        reason = _unusable(e, root, folder=True)
+        if reason is None:
+            names.append(e.name)
+        else:
+            skipped.append({"split": "train", "file": _shown(e, root) + "/", "reason": reason})
+    return sorted(names)
 
 
 def _held_out(names: list[str], fraction: float) -> set[str]:
@@ -91,21 +132,21 @@ def _check_classes(classes: list[str], where: str, what: str) -> None:
 
 def scan_folder(src: str | Path, test_fraction: float) -> Source:
     """List an image folder (see the module doc); SourceError (one line) when it cannot be a study."""
-    root = Path(src)
-    if not root.is_dir():
+    if not Path(src).is_dir():
         raise SourceError(f"images.src {src}: no such directory")
-    top = _subfolders(root)
+    root = Path(os.path.realpath(src))
+    skipped: list[dict] = []
+    top = _subfolders(root, root, [])  # what it skips is listed again where it is a class, or unused
     split_layout = "train" in top and any(t in top for t in TEST_FOLDERS)
     layout = "one folder per class: train/<class>/<image> and test/<class>/<image>" if split_layout else \
         "one folder per class: <class>/<image>"
     train_root = root / "train" if split_layout else root
-    classes = _subfolders(train_root)
+    classes = _subfolders(train_root, root, skipped)
     _check_classes(classes, f"images.src {train_root}", f"expected {layout}")
     index = {name: i for i, name in enumerate(classes)}
     items: list[tuple[str, str, int, int]] = []
-    skipped: list[dict] = []
     for name in classes:
-        files = sorted((e for e in os.scandir(train_root / name) if _is_image(e)), key=lambda e: e.name)
+        files = _images(train_root / name, root, skipped, "train")
         if not files:
             raise SourceError(f"images.src {train_root / name}: class folder {name!r} has no image files "
                               f"({', '.join(IMAGE_EXTENSIONS)})")
@@ -118,8 +159,8 @@ def scan_folder(src: str | Path, test_fraction: float) -> Source:
                   for e in files]
     if split_layout:
         test_dir = next(root / t for t in TEST_FOLDERS if t in top)
-        for name in _subfolders(test_dir):
-            for e in sorted((e for e in os.scandir(test_dir / name) if _is_image(e)), key=lambda e: e.name):
+        for name in _subfolders(test_dir, root, skipped):
+            for e in _images(test_dir / name, root, skipped, "test"):
                 ref = f"{test_dir.name}/{name}/{e.name}"
                 if name in index:
                     items.append(("test", ref, index[name], e.stat().st_size))
