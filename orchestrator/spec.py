@@ -384,9 +384,8 @@ def load_spec(path: str | Path, overrides: tuple[str, ...] = ()) -> SweepSpec:
 
 def read_spec_mapping(data: bytes, source: str) -> dict:
     """The mapping a spec's bytes hold, parsed with the bounded YAML loader; SpecError on any problem."""
-    if len(data) > MAX_SPEC_BYTES:
-        raise SpecError(f"{source}: spec is {len(data)} bytes, larger than the 1 MB ({MAX_SPEC_BYTES} bytes) "
-                        "a spec may be")
+    if len(data) > MAX_SPEC_BYTES:  # a store read stops at MAX_SPEC_BYTES + 1: "more than" is all it knows
+        raise SpecError(f"{source}: spec is more than {MAX_SPEC_BYTES} bytes, larger than the 1 MB a spec may be")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

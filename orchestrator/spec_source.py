@@ -17,7 +17,7 @@ from typing import Optional
 import yaml
 
 from orchestrator.errors import UsageError
-from orchestrator.spec import SpecError, SweepSpec, load_spec, parse_spec, read_spec_mapping
+from orchestrator.spec import MAX_SPEC_BYTES, SpecError, SweepSpec, load_spec, parse_spec, read_spec_mapping
 from orchestrator.spec_trust import record_path, recorded, remember, submitted_digest, trusted_fields_line, verify
 from sweepcore.layout import SPEC_FILE, spec_path
 from sweepcore.records import read_data_version
@@ -125,7 +125,8 @@ def stored_spec(sweep: str, store_uri: str | None, endpoint: str | None,
     store = open_store(store_uri, endpoint)
     path = spec_path(sweep)
     try:
-        raw = read_spec_mapping(store.read_bytes(path), store.uri(path))  # bounded: a shared store is input
+        # bounded before it is all in memory: a shared store is input
+        raw = read_spec_mapping(store.read_bytes(path, MAX_SPEC_BYTES), store.uri(path))
     except FileNotFoundError:
         raise UsageError(f"no sweep named {for_terminal(sweep, 80)!r} in store {store_uri} "
                          f"(it has: {for_terminal(', '.join(recorded_sweeps(store)) or 'none', 200)})") from None

@@ -78,7 +78,7 @@ SCHEMAS: dict[str, type[_Record]] = {"progress": ProgressRecord, "heartbeat": He
 def json_record(data: bytes, kind: str, where: str) -> dict[str, Any]:
     """The JSON record of `kind` in `data` (read from `where`), validated; RecordError otherwise."""
     if len(data) > MAX_JSON_RECORD_BYTES:
-        raise RecordError(f"{where}: not a {kind} record ({len(data)} bytes, at most {MAX_JSON_RECORD_BYTES})")
+        raise RecordError(f"{where}: not a {kind} record (more than {MAX_JSON_RECORD_BYTES} bytes)")
     try:
         raw = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -35,7 +35,13 @@ from sweepcore.layout import (
     progress_path,
     result_path,
 )
-from sweepcore.record_schema import MAX_RESULT_BYTES, RecordError, check_result_table, json_record
+from sweepcore.record_schema import (
+    MAX_JSON_RECORD_BYTES,
+    MAX_RESULT_BYTES,
+    RecordError,
+    check_result_table,
+    json_record,
+)
 from sweepcore.store import Store, redact
 from sweepcore.terminal import for_terminal
 
@@ -172,7 +178,7 @@ def _read_parquet(data: bytes, schema: pa.Schema, later: frozenset[str] = frozen
     """The table in `data` with exactly `schema`'s columns; those in `later` that it lacks read as null.
     RecordError (naming `where`) for bytes that are not such a table."""
     if len(data) > MAX_RESULT_BYTES:  # a cell can decode to far more than the file: bound the file
-        raise RecordError(f"{where}: {len(data)} bytes, at most {MAX_RESULT_BYTES} for one record")
+        raise RecordError(f"{where}: more than {MAX_RESULT_BYTES} bytes, the most one record may be")
     try:
         table = pq.read_table(pa.BufferReader(data))
         for field in schema:
@@ -199,7 +205,7 @@ def commit_result(store: Store, row: dict) -> bool:
 def read_result(store: Store, key: str) -> dict | None:
     """The committed row for `key`, or None."""
     try:
-        data = store.read_bytes(result_path(key))
+        data = store.read_bytes(result_path(key), MAX_RESULT_BYTES)
     except FileNotFoundError:
         return None
     return _read_result_bytes(store, key, data).to_pylist()[0]
@@ -220,7 +226,7 @@ def read_results(store: Store, keys: set[str] | None = None):
         return RESULT_SCHEMA.empty_table()
     # object stores answer one GET at a time: overlap them (the client is thread-safe)
     with ThreadPoolExecutor(max_workers=store.parallel_reads) as pool:
-        blobs = list(pool.map(lambda k: store.read_bytes(result_path(k)), wanted))
+        blobs = list(pool.map(lambda k: store.read_bytes(result_path(k), MAX_RESULT_BYTES), wanted))
     tables = []
     for key, blob in zip(wanted, blobs):
         try:
@@ -246,7 +252,8 @@ def commit_curve(store: Store, key: str, rows: list[dict]) -> bool:
 def read_curve(store: Store, key: str) -> pa.Table | None:
     """The committed curve of `key` as a table (CURVE_SCHEMA), or None."""
     try:
-        table = _read_parquet(store.read_bytes(curve_path(key)), CURVE_SCHEMA, where=store.uri(curve_path(key)))
+        path = curve_path(key)
+        table = _read_parquet(store.read_bytes(path, MAX_RESULT_BYTES), CURVE_SCHEMA, where=store.uri(path))
     except FileNotFoundError:
         return None
     except RecordError as exc:
@@ -282,7 +289,7 @@ def read_progress(store: Store, key: str) -> dict | None:
 def read_record(store: Store, path: str, kind: str) -> dict | None:
     """The validated JSON record at `path`, or None: absent, or damaged (a warning names it)."""
     try:
-        return json_record(store.read_bytes(path), kind, store.uri(path))
+        return json_record(store.read_bytes(path, MAX_JSON_RECORD_BYTES), kind, store.uri(path))
     except FileNotFoundError:
         return None
     except RecordError as exc:

@@ -589,3 +589,12 @@ def test_local_store_never_follows_a_symlink_out_of_its_folder(tmp_path):
     assert store.list("alias") == ["alias/real.bin", "alias/same.bin"]
     store.write_bytes("alias/new.bin", b"new")
     assert (tmp_path / "store" / "data" / "new.bin").read_bytes() == b"new"
+
+
+def test_a_bounded_read_stops_after_one_byte_more_than_its_limit(store):
+    store.write_bytes("sweeps/big/spec.yaml", b"x" * 10_000)
+    assert store.read_bytes("sweeps/big/spec.yaml", 100) == b"x" * 101  # more than the limit: too big
+    assert store.read_bytes("sweeps/big/spec.yaml", 20_000) == b"x" * 10_000
+    assert store.read_bytes("sweeps/big/spec.yaml") == b"x" * 10_000
+    with pytest.raises(FileNotFoundError):
+        store.read_bytes("sweeps/none/spec.yaml", 100)

@@ -80,8 +80,10 @@ class Store(abc.ABC):
     parallel_reads: int = 1
 
     @abc.abstractmethod
-    def read_bytes(self, path: str) -> bytes:
-        """Return the object at `path` (relative to the root). FileNotFoundError if absent."""
+    def read_bytes(self, path: str, limit: int | None = None) -> bytes:
+        """Return the object at `path` (relative to the root). FileNotFoundError if absent. With `limit`,
+        at most limit + 1 bytes are read: more than `limit` back means the object is larger (a record
+        read back from a shared store is checked for size before it is all in memory)."""
 
     @abc.abstractmethod
     def exists(self, path: str) -> bool:

@@ -69,12 +69,12 @@ class LocalStore(Store):
             os.fsync(f.fileno())
         return tmp
 
-    def read_bytes(self, path: str) -> bytes:
+    def read_bytes(self, path: str, limit: int | None = None) -> bytes:
         full = self._checked(path, "read")
 
         def read() -> bytes:
             with open(full, "rb") as f:
-                return f.read()
+                return f.read() if limit is None else f.read(limit + 1)
         return self._call("read", path, read)
 
     def exists(self, path: str) -> bool:

@@ -179,12 +179,18 @@ class S3Store(Store):
                 return False
             raise
 
-    def read_bytes(self, path):
+    def read_bytes(self, path, limit=None):
         key = self._key(path)
 
         def read():
             try:
-                return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+                if limit is None:
+                    return body.read()
+                try:
+                    return body.read(limit + 1)  # the rest is never downloaded
+                finally:
+                    body.close()
             except Exception as exc:
                 if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
                     raise FileNotFoundError(self.uri(path)) from None
