@@ -26,6 +26,7 @@ from yaml.resolver import Resolver
 
 from orchestrator.spec_images import ImagesSpec, check_image_set
 from sweepcore.cut_points import CAFFENET_CUT_POINTS, resnet_cut_points
+from sweepcore.store import StoreError, check_store_uri
 from sweepcore.vocabulary import (
     ALL_HALF,
     CROSS_HALF_TREATMENTS,
@@ -267,6 +268,25 @@ class SweepSpec(_Frozen):
             raise ValueError("name must be 1-64 letters, digits, '-' or '_', starting with a letter or digit "
                              f"(got {_excerpt(name)})")
         return name
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, store):
+        # The URI policy open_store applies, checked here too: a spec is stored and shown (plan, the job's
+        # metadata), so a credential in it must be refused before anything prints or stores it.
+        try:
+            check_store_uri(store)
+        except StoreError as e:
+            raise ValueError(str(e)) from None
+        return store
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, endpoint):
+        if endpoint is not None and "@" in urlsplit(endpoint).netloc:
+            raise ValueError("endpoint must not contain credentials; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+                             "instead")
+        return endpoint
 
     @field_validator("dataset")
     @classmethod

@@ -215,3 +215,19 @@ def test_damaged_and_hostile_records_are_named_and_skipped_by_status_logs_and_re
     assert f"{store.uri(layout.result_path(fourth))}: not a table" in report.stderr
     after = {p: store.read_bytes(p) for p in store.list("") if not p.startswith("sweeps/victim/report")}
     assert after == before  # read, never repaired or removed
+
+
+@pytest.mark.parametrize("override, field, allowed", [
+    ("train.lr=.inf", "train.lr", "finite number"),
+    ("train.lr=.nan", "train.lr", "finite number"),
+    ("seeds=[9223372036854775808]", "seeds[0]", "less than 9223372036854775808"),
+    ("seeds=[-1]", "seeds[0]", "greater than or equal to 0"),
+    ("store=s3://user:pw@bucket/x", "store", "must not contain credentials"),
+    ("endpoint=http://user:pw@127.0.0.1:9000", "endpoint", "must not contain credentials"),
+])
+def test_values_that_validate_but_could_never_finish_or_would_leak_are_refused_by_field(override, field, allowed):
+    """Each was accepted once: an infinite learning rate trained to NaN, a seed past int64 trained fully and
+    never committed, a credential in the store URI was printed by `plan` and stored with the spec."""
+    err = _one_line_refusal(_cli("plan", "sweeps/demo.yaml", "--set", override))
+    assert f"sweeps/demo.yaml: {field}: " in err and allowed in err
+    assert "pw" not in err

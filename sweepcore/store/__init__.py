@@ -15,7 +15,7 @@ from sweepcore.store.base import Store, StoreError, clean_path, redact, retry_se
 from sweepcore.store.local import LocalStore, open_local
 from sweepcore.store.s3 import S3Store
 
-__all__ = ["LocalStore", "S3Store", "Store", "StoreError", "absolute_uri", "open_store",
+__all__ = ["LocalStore", "S3Store", "Store", "StoreError", "absolute_uri", "check_store_uri", "open_store",
            "redact", "retry_seconds"]
 
 _SECRET_QUERY = re.compile(r"(key|secret|token|password|credential)", re.IGNORECASE)
@@ -40,18 +40,13 @@ def _s3_endpoint(endpoint: str | None) -> str | None:
     return endpoint or None
 
 
-def open_store(uri: str, endpoint: str | None = None, check: bool = True) -> Store:
-    """Open the store at `uri`; with `check`, prove it is reachable and writable or raise StoreError.
-
-    `uri`: a local folder, file:///abs/path or s3://bucket/prefix. The S3 endpoint is `endpoint`,
-    else env AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL, else AWS. A failed check writes nothing;
-    a missing local folder is created (first run) when its parent is writable.
-    """
-    uri = str(uri)
+def check_store_uri(uri: str) -> str:
+    """Apply the URI policy without opening anything; return the scheme ('' for a plain path, 'file' or
+    's3') or raise StoreError naming what is wrong (credentials, query parameters, scheme, bucket)."""
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
     if len(scheme) <= 1:  # a plain path (or a Windows drive letter)
-        return open_local(uri, uri, check)
+        return ""
     if "@" in parts.netloc or any(_SECRET_QUERY.search(k) for k, _ in parse_qsl(parts.query)):
         host = parts.netloc.rsplit("@", 1)[-1]
         raise _credentials_error(scheme, host)
@@ -61,11 +56,28 @@ def open_store(uri: str, endpoint: str | None = None, check: bool = True) -> Sto
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise StoreError(f"file URI must name a local path (file:///abs/path): {uri}")
-        return open_local(uri, parts.path, check)
+        return scheme
     if scheme != "s3":
         raise StoreError(f"unsupported store URI scheme '{scheme}': use a folder or s3://bucket/prefix")
     if not parts.netloc:
         raise StoreError(f"S3 store URI needs a bucket: s3://bucket/prefix (got {uri})")
+    return scheme
+
+
+def open_store(uri: str, endpoint: str | None = None, check: bool = True) -> Store:
+    """Open the store at `uri`; with `check`, prove it is reachable and writable or raise StoreError.
+
+    `uri`: a local folder, file:///abs/path or s3://bucket/prefix. The S3 endpoint is `endpoint`,
+    else env AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL, else AWS. A failed check writes nothing;
+    a missing local folder is created (first run) when its parent is writable.
+    """
+    uri = str(uri)
+    parts = urlsplit(uri)
+    scheme = check_store_uri(uri)
+    if scheme == "":
+        return open_local(uri, uri, check)
+    if scheme == "file":
+        return open_local(uri, parts.path, check)
     store = S3Store(uri, parts.netloc, clean_path(parts.path.lstrip("/"), allow_empty=True),
                     _s3_endpoint(endpoint))
     if check:
