@@ -145,10 +145,6 @@ def build_parser() -> argparse.ArgumentParser:
     from orchestrator.compare import add_compare_parser  # noqa: PLC0415 (matplotlib and pandas only when asked)
     add_compare_parser(sub)
 
-    sp = sub.add_parser("migrate-results", help="re-key published results.parquet (and then base_curves.parquet) "
-                        "files from protocol 1 to the current protocol, in place")
-    sp.add_argument("files", nargs="+", help="results.parquet first, then curve files keyed by the same trials")
-    sp.set_defaults(func=cmd_migrate_results)
     return p
 
 
@@ -341,22 +337,6 @@ def cmd_status(args) -> int:
         from orchestrator.submit import print_job_state  # noqa: PLC0415 (Jobs API only with --address)
         print_job_state(spec, args.address, Console())
     return code
-
-
-def cmd_migrate_results(args) -> int:
-    from orchestrator.migrate import migrate_file  # noqa: PLC0415 (Arrow only for this command)
-
-    mapping = None
-    for name in args.files:
-        path = Path(name)
-        if not path.is_file():
-            raise UsageError(f"{path}: no such file")
-        try:
-            mapping = migrate_file(path, mapping)
-        except ValueError as exc:
-            raise UsageError(f"{path}: {exc}") from None
-        print(f"migrated {path}: {len(mapping)} keys")
-    return 0
 
 
 def cmd_report(args) -> int:
