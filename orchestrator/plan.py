@@ -61,12 +61,12 @@ def resolve_model(spec: SweepSpec) -> ModelSettings:
     info = spec.dataset_info()
     outputs = m.num_outputs or info.num_classes
     if m.factory is not None:
-        if not m.cut_points:
-            raise ValueError(f"model.factory {m.factory}: its cut points are not resolved (the CLI asks the factory "
-                             "when it loads the spec)")
+        if not m.cut_points or not m.factory_sha256:
+            raise ValueError(f"model.factory {m.factory}: its cut points and source are not resolved (the CLI asks "
+                             "the factory when it loads the spec)")
         return ModelSettings(arch="factory", num_outputs=outputs, widths=(), fc_width=0, dropout=m.dropout,
                              init="default", cut_points=tuple(m.cut_points), in_channels=info.channels,
-                             factory=m.factory, frozen_bn=m.frozen_bn)
+                             factory=m.factory, frozen_bn=m.frozen_bn, factory_sha256=m.factory_sha256)
     if m.arch == "resnet":
         widths = tuple(m.widths or RESNET_WIDTHS)
         blocks = tuple(m.blocks or (2,) * len(widths))

@@ -84,6 +84,10 @@ class ModelSpec(_Frozen):
     blocks: Optional[tuple[Int64, ...]] = Field(None, description="resnet: residual blocks per stage (default 2/2/2)")
     cut_points: Optional[tuple[str, ...]] = Field(
         None, description="factory: the cut points, filled in from the factory when the spec is loaded")
+    factory_sha256: Optional[str] = Field(
+        None, pattern=r"^[0-9a-f]{64}$",
+        description="factory: sha256 of its module file, filled in from the factory when the spec is loaded "
+                    "(part of every key: an edited factory trains under new keys)")
     fc_width: Optional[Int64] = Field(None, gt=0, description="fc6/fc7 width (default small 256, caffenet 4096)")
     dropout: float = Field(0.5, ge=0.0, lt=1.0, description="dropout after fc6 and fc7; resnet, factory: before the "
                                                          "head where the network has one (resnet specs usually set 0)")
@@ -108,8 +112,9 @@ class ModelSpec(_Frozen):
             if extra:
                 raise ValueError(f"{extra[0]} is for the built-in networks: a factory builds its own")
             return self
-        if self.cut_points is not None:
-            raise ValueError("cut_points come from a factory (model.factory): built-in networks have their own")
+        if self.cut_points is not None or self.factory_sha256 is not None:
+            raise ValueError("cut_points and factory_sha256 come from a factory (model.factory): built-in networks "
+                             "have their own")
         if self.arch == "resnet":
             widths, blocks = self.widths or RESNET_WIDTHS, self.blocks or (2,) * len(self.widths or RESNET_WIDTHS)
             if len(widths) != len(blocks) or not 1 <= len(widths) <= 6:

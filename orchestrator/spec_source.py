@@ -74,7 +74,7 @@ def with_factory_cut_points(spec: SweepSpec, where: object = "spec") -> SweepSpe
     cannot be imported, fails, or declares cut points that are not its submodules is a UsageError
     (one line); so are `layers` beyond its cut points."""
     model = spec.model
-    if model.factory is None or model.cut_points:
+    if model.factory is None or (model.cut_points and model.factory_sha256):
         return spec
     info = spec.dataset_info()
     # -P: the working directory is not on the probe's path, as it is not for the workers' check
@@ -92,11 +92,12 @@ def with_factory_cut_points(spec: SweepSpec, where: object = "spec") -> SweepSpe
         raise UsageError(f"{where}: model.factory {model.factory}: "
                          f"{lines[-1] if lines else f'the probe exited {proc.returncode}'}")
     try:
-        cut_points = json.loads(proc.stdout)["cut_points"]
+        found = json.loads(proc.stdout)
+        cut_points, source = found["cut_points"], found["source_sha256"]
     except (ValueError, KeyError, TypeError):
         raise UsageError(f"{where}: model.factory {model.factory}: the probe printed no cut points") from None
     raw = spec.model_dump(mode="json")
-    raw["model"]["cut_points"] = cut_points
+    raw["model"]["cut_points"], raw["model"]["factory_sha256"] = cut_points, source
     try:
         return parse_spec(raw, source=str(where))
     except SpecError as exc:

@@ -31,7 +31,8 @@ MAX_RECORD_BYTES = 1 << 20  # a local record holds one spec: anything larger is 
 
 LATER_SPEC_FIELDS = ("mlflow", "images")
 # model fields added later, with the value that means "not used": left out of digests at that value
-LATER_MODEL_FIELDS = {"factory": None, "blocks": None, "cut_points": None, "frozen_bn": "frozen"}
+LATER_MODEL_FIELDS = {"factory": None, "blocks": None, "cut_points": None, "frozen_bn": "frozen",
+                      "factory_sha256": None}
 # fields whose value selects code that runs, a host that is contacted or a path that is read: shown
 # whenever a stored spec is trusted without a digest to compare it with
 CODE_HOST_PATH_FIELDS = ("model.factory", "mlflow.tracking_uri", "mlflow.experiment", "images.src", "store")

@@ -43,6 +43,7 @@ class ModelSettings:
     in_channels: Optional[int] = None  # resnet, factory: channels of the input images
     factory: Optional[str] = None  # "package.module:function" returning (module, cut points)
     frozen_bn: Optional[str] = None  # batch norm in frozen blocks: "frozen" (eval mode) or "adapt"
+    factory_sha256: Optional[str] = None  # factory: sha256 of its module file (the code is part of the key)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class TrialSettings:
 
 
 # Fields added after keys were published: hashed only when set (not None), so old keys stay.
-LATER_MODEL_FIELDS = ("cut_points", "blocks", "in_channels", "factory", "frozen_bn")
+LATER_MODEL_FIELDS = ("cut_points", "blocks", "in_channels", "factory", "frozen_bn", "factory_sha256")
 LATER_TRIAL_FIELDS = ("classes",)
 
 

@@ -1,4 +1,5 @@
 """Networks from a user's factory: loading it, checking its cut points, the probe CLI, and surgery on it."""
+import hashlib
 import json
 import os
 import subprocess
@@ -78,7 +79,8 @@ USER_CODE = textwrap.dedent('''
 ''')
 SETTINGS = ModelSettings(arch="factory", num_outputs=5, widths=(), fc_width=0, dropout=0.0, init="default",
                          cut_points=("block1", "block2", "block3", "head"), blocks=None, in_channels=1,
-                         factory=f"{MODULE}:build", frozen_bn="frozen")
+                         factory=f"{MODULE}:build", frozen_bn="frozen",
+                         factory_sha256=hashlib.sha256(USER_CODE.encode()).hexdigest())
 # train() reads the key, solver and runtime of its settings, never their model: the plan's tiny settings do
 TRAINING = planned_settings("baseA random:0 s0", train={"iterations": 6, "epochs": None, "warmup_fraction": 0.0,
                                                          "checkpoint_every": 3, "top_k": 2})
@@ -182,7 +184,8 @@ def test_factories_surgery_cannot_work_with_are_one_line_errors(user_module, fun
 
 def test_the_forward_check_finds_cut_points_the_forward_skips_and_wrong_outputs(user_module):
     assert probe(f"{MODULE}:build", 5, 1, image_size=28) == {"cut_points": list(SETTINGS.cut_points),
-                                                              "parameters": PARAMETERS}
+                                                              "parameters": PARAMETERS,
+                                                              "source_sha256": SETTINGS.factory_sha256}
     with pytest.raises(ValueError) as err:
         probe(f"{MODULE}:skipping", 5, 1, image_size=28)
     assert str(err.value) == (f"factory '{MODULE}:skipping': the forward runs cut points as ['body', 'head'], "
@@ -200,7 +203,8 @@ def test_the_forward_check_finds_cut_points_the_forward_skips_and_wrong_outputs(
 def test_the_probe_prints_the_cut_points_as_json(user_module):
     proc = _probe_cli(user_module, f"{MODULE}:build", "--num-outputs", "5", "--in-channels", "1")
     assert (proc.returncode, proc.stderr) == (0, "")
-    assert json.loads(proc.stdout) == {"cut_points": ["block1", "block2", "block3", "head"], "parameters": PARAMETERS}
+    assert json.loads(proc.stdout) == {"cut_points": ["block1", "block2", "block3", "head"], "parameters": PARAMETERS,
+                                       "source_sha256": SETTINGS.factory_sha256}
 
 
 def test_the_probe_exits_2_with_one_line_on_stderr(user_module):
@@ -237,3 +241,4 @@ def test_frozen_cut_points_stay_bitwise_unchanged_through_training(user_module, 
     changed = {n for n, v in state_copy(model).items() if not torch.equal(v, before[n])}
     statistics = ("running_mean", "running_var", "num_batches_tracked") if frozen_bn == "adapt" else ()
     assert changed == {n for n in before if n.startswith(("block3.", "head.")) or n.endswith(statistics)}
+

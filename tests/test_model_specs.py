@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from orchestrator.driver_job import spec_digest
@@ -15,6 +16,7 @@ from orchestrator.errors import UsageError
 from orchestrator.plan import make_plan
 from orchestrator.spec import SpecError, load_spec, parse_spec
 from orchestrator.spec_source import with_factory_cut_points
+from workers.networks import build_network
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,7 +99,7 @@ def test_layers_beyond_the_models_cut_points_are_refused():
 
 def test_a_factory_declares_the_cut_points_the_plan_runs_over(user_models):
     spec = parse_spec(spec_dict(model={"factory": "user_models:tiny_mlp"}))
-    with pytest.raises(ValueError, match="its cut points are not resolved"):
+    with pytest.raises(ValueError, match="its cut points and source are not resolved"):
         make_plan(spec)
     resolved = with_factory_cut_points(spec, "spec.yaml")
     assert resolved.model.cut_points == ("hidden1", "hidden2", "head")
@@ -160,3 +162,38 @@ def test_a_resnet_and_a_factory_sweep_run_to_committed_rows(ray_head, tmp_path, 
     settings = [yaml.safe_load(r["settings_json"])["model"] for r in rows]
     assert {s["arch"] for s in settings} == {"resnet" if name == "resnet" else "factory"}
     assert {s["frozen_bn"] for s in settings} == {"frozen"}
+
+
+EDITABLE_FACTORY = textwrap.dedent('''
+    from torch import nn
+
+
+    def build(num_outputs, in_channels):
+        net = nn.Sequential()
+        net.add_module("hidden", nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 28 * 28, 8), nn.ReLU()))
+        net.add_module("head", nn.Linear(8, num_outputs))
+        return net, ["hidden", "head"]
+''')
+
+
+def test_a_factory_whose_body_changes_gets_new_keys_and_workers_refuse_the_old_ones(tmp_path, monkeypatch):
+    """The code is part of a network's identity: the name 'module:function' alone would reuse the rows
+    of the network the old body built."""
+    folder = tmp_path / "code"
+    folder.mkdir()
+    module = folder / "edited_factory.py"
+    module.write_text(EDITABLE_FACTORY)
+    monkeypatch.setenv("PYTHONPATH", str(folder))
+    monkeypatch.syspath_prepend(str(folder))
+    spec = parse_spec(spec_dict(model={"factory": "edited_factory:build"}))
+    before = make_plan(with_factory_cut_points(spec))
+    module.write_text(EDITABLE_FACTORY.replace("nn.ReLU()", "nn.ReLU(inplace=True)"))
+    after = make_plan(with_factory_cut_points(spec))
+    assert len(before.trials) == len(after.trials)
+    assert not {t.key for t in before.trials} & {t.key for t in after.trials}
+    sys.modules.pop("edited_factory", None)
+    with pytest.raises(ValueError, match=r"factory 'edited_factory:build': its module file has sha256 .*, the "
+                                         r"settings were planned from .*: plan the sweep again"):
+        # the edited code under the old key: never
+        build_network(before.trials[0].settings.model, torch.Generator().manual_seed(0))
+    sys.modules.pop("edited_factory", None)

@@ -87,7 +87,7 @@ def test_every_network_uses_the_papers_solver_and_caffenet():
               "checkpoint_every": 5000, "top_k": 10, "augment": True, "bf16": False}
     model = {"arch": "caffenet", "num_outputs": 1000, "widths": [96, 256, 384, 384, 256], "fc_width": 4096,
              "dropout": 0.5, "init": "caffe", "cut_points": None, "blocks": None, "in_channels": None,
-             "factory": None, "frozen_bn": None}
+             "factory": None, "frozen_bn": None, "factory_sha256": None}
     for t in plan.trials:
         assert t.settings.to_dict()["train"] == solver and t.settings.to_dict()["model"] == model, t.name
         assert t.settings.dataset == "imagenet"

@@ -74,7 +74,7 @@ def test_settings_are_complete():
     s = trial.settings.to_dict()
     assert s["model"] == {"arch": "small", "num_outputs": 20, "widths": [16, 32, 48, 48, 32],
                           "fc_width": 256, "dropout": 0.5, "init": "kaiming", "cut_points": None, "blocks": None,
-                          "in_channels": None, "factory": None, "frozen_bn": None}
+                          "in_channels": None, "factory": None, "frozen_bn": None, "factory_sha256": None}
     assert None not in (s["train"]["batch_size"], s["train"]["lr"], s["train"]["eval_every"])
     assert s["runtime"] == {"device": "cpu", "threads": 1, "channels_last": True, "data_parallel": 1}
     assert s["frozen"] is True and s["n"] in (1, 2) and s["base_key"]

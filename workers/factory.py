@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import hashlib
 import importlib
 import json
 import sys
@@ -54,6 +55,18 @@ def load_factory(path: str, refused_roots: Sequence[str] = ()) -> Callable[..., 
     if not callable(fn):
         raise ValueError(f"factory {path!r}: {attr!r} is {type(fn).__name__}, not a function")
     return fn
+
+
+def module_sha256(path: str) -> str:
+    """The sha256 of the file that the factory's module was loaded from (load it first): what a factory
+    model's settings fingerprint. It covers that one file, not what the module imports (docs/models.md)."""
+    module_name = path.partition(":")[0]
+    source = getattr(sys.modules.get(module_name), "__file__", None)
+    if not source:
+        raise ValueError(f"factory {path!r}: module {module_name!r} has no file to fingerprint (a namespace or "
+                         "built-in module): put the factory in a module file")
+    with open(source, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def build_factory(path: str, num_outputs: int, in_channels: int,
@@ -158,7 +171,8 @@ def probe(path: str, num_outputs: int, in_channels: int, image_size: int | None 
         module, cut_points = build_factory(path, num_outputs, in_channels, refused_roots)
     if image_size is not None:
         check_forward(module, cut_points, in_channels, image_size, num_outputs, f"factory {path!r}")
-    return {"cut_points": list(cut_points), "parameters": sum(p.numel() for p in module.parameters())}
+    return {"cut_points": list(cut_points), "parameters": sum(p.numel() for p in module.parameters()),
+            "source_sha256": module_sha256(path)}
 
 
 def main(argv: list[str] | None = None) -> int:

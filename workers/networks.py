@@ -15,7 +15,7 @@ from torch import nn
 
 from sweepcore.cut_points import CAFFENET_CUT_POINTS, resnet_cut_points
 from sweepcore.settings import ModelSettings
-from workers.factory import build_factory
+from workers.factory import build_factory, module_sha256
 from workers.models import build_model
 from workers.resnet import ResNet
 
@@ -72,4 +72,9 @@ def build_network(model_settings: ModelSettings, generator: torch.Generator,
     if cut_points != expected:
         raise ValueError(f"factory {m.factory!r} returns cut points {list(cut_points)}, but the settings name "
                          f"{list(expected)}: plan the sweep with the code the workers run")
+    source = module_sha256(m.factory)
+    if source != m.factory_sha256:  # another network than the key names: never train it under that key
+        raise ValueError(f"factory {m.factory!r}: its module file has sha256 {source[:12]}..., the settings were "
+                         f"planned from {str(m.factory_sha256)[:12]}...: plan the sweep again with the code the "
+                         "workers run (its keys change with it)")
     return module
