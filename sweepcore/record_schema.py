@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 from typing import Any, Optional
 
 import pyarrow as pa
@@ -113,4 +114,10 @@ def check_result_table(table: pa.Table, key: str, where: str) -> pa.Table:
                           f"treatment {for_terminal(row['treatment'], 40)})")
     if row["steps"] < 0 or not (math.isfinite(row["wall_seconds"]) and row["wall_seconds"] >= 0):
         raise RecordError(f"{where}: not a result row (steps {row['steps']}, wall_seconds {row['wall_seconds']})")
+    for name in ("state_sha256", "weights_sha256"):
+        if row.get(name) is not None and not _HEX64.fullmatch(row[name]):
+            raise RecordError(f"{where}: not a result row ({name} {for_terminal(row[name], 70)} is not hex digits)")
     return table
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")

@@ -75,9 +75,22 @@ def load_base_weights(store: st.Store, base_key: str) -> dict:
                          f"{' '.join(str(exc).split())[:200]}") from None
 
 
+def weights_bytes(state_dict: dict) -> bytes:
+    """The final weights as safetensors bytes: what a base commits, and what every row's state_sha256
+    hashes (the same bytes for the same weights: `verify` compares them)."""
+    return safetensors.torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()})
+
+
+def environment() -> dict:
+    """What a result's bits depend on beyond its settings: torch's version, the device, the CPU's
+    vector ISA that torch dispatches to (a row reproduces bitwise where these match)."""
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    return {"torch": torch.__version__, "device": device, "cpu_isa": torch.backends.cpu.get_cpu_capability()}
+
+
 def _commit_base_weights(store: st.Store, key: str, state_dict: dict) -> str:
     """Commit this attempt's final weights of base `key` under their sha256; returns the sha256."""
-    blob = safetensors.torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()})
+    blob = weights_bytes(state_dict)
     sha = sha256_hex(blob)
     # create-only; False means an earlier attempt trained the very same bytes (same name, same hash)
     store.commit_bytes(layout.base_weights_path(key, sha), blob)
@@ -123,6 +136,9 @@ def result_row(settings: TrialSettings, outcome: TrainOutcome, weights_sha256: s
         "protocol": settings.protocol, "finished_at": datetime.now(timezone.utc),
         "settings_json": json.dumps(settings.to_dict(), sort_keys=True),
         "weights_sha256": weights_sha256, "data_version": settings.data,
+        "final_loss": float(outcome.curve[-1]["loss"]) if outcome.curve else None,
+        "state_sha256": sha256_hex(weights_bytes(outcome.state_dict)),
+        "environment_json": json.dumps(environment(), sort_keys=True),
     }
 
 
