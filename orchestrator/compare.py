@@ -4,9 +4,9 @@ Each input is a results file (`results.parquet`, as `report --out` writes it; `b
 beside it is read when there) or a sweep name in `--store`. Only the (split, target half, seed) cells
 both studies hold are compared, so the two networks are judged on the same tasks, splits and seeds.
 Every trial is paired with the base of its own target half and seed (`stats.pair_with_bases`), found
-in the same input it came from: a trial is compared with the base it was trained beside, even where
-another input holds a row of the same key trained elsewhere. Per arm
-and n the report gives each study's mean difference to its base with a 95% CI over units (split,
+in the same input it came from. Inputs may share trials (a base both studies used) only with the same
+numbers: a key names one network, and two rows of one key that disagree are refused, naming both. Per
+arm and n the report gives each study's mean difference to its base with a 95% CI over units (split,
 seed), and the paired difference between the studies. Each study's convergence check heads the
 report: a comparison is only as good as the convergence of both.
 """
@@ -37,7 +37,7 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
     """Add `compare A B --out DIR` to the CLI's sub-parsers."""
     sp = sub.add_parser("compare", help="two studies side by side, layer by layer (one figure + a table)")
     sp.add_argument("first", help="a results.parquet (as `report --out` writes) or a sweep name in --store; "
-                    "several joined by ',' are one study (rows of the same trial counted once)")
+                    "several joined by ',' are one study (a trial in two of them counted once; its rows must agree)")
     sp.add_argument("second", help="the same, for the study to compare with")
     sp.add_argument("--labels", help="two names for the figure, comma-separated (default: the inputs)")
     sp.add_argument("--store", default="./store", help="store of sweeps named by name (default ./store)")
@@ -49,19 +49,46 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
 def read_studies(refs: str, store_uri: str,
                  endpoint: Optional[str]) -> tuple[list[pd.DataFrame], Optional[pd.DataFrame]]:
     """(the results of each of one or more comma-separated refs, their base curves or None)."""
-    parts = [read_study(ref, store_uri, endpoint) for ref in refs.split(",") if ref]
+    refs_given = [ref for ref in refs.split(",") if ref]
+    parts = [read_study(ref, store_uri, endpoint) for ref in refs_given]
     if not parts:
         raise UsageError(f"{refs!r}: name a results file or a sweep")
+    for ref, (results, _) in zip(refs_given, parts):
+        results.attrs["source"] = ref  # named when two inputs disagree about one key
     curves = [c for _, c in parts if c is not None]
     return [r for r, _ in parts], (pd.concat(curves, ignore_index=True).drop_duplicates(["key", "step"])
                                    if curves else None)
 
 
+# What a row measured: two rows of one key that differ in any of these are two networks under one name.
+MEASURED = ("top1_final", "top1_paper", "steps")
+
+
 def paired(parts: Union[pd.DataFrame, list[pd.DataFrame]]) -> pd.DataFrame:
-    """One prepared table of a study's inputs, each paired with its own bases, each trial's row once
-    (the first input's, where two hold the same key)."""
+    """One prepared table of a study's inputs, each paired with its own bases, each trial's row once.
+    Two inputs may hold the same trial (a shared base) only with the same numbers: a key names one
+    network, so rows that disagree are a UsageError naming both, never one of them kept silently."""
     frames = [parts] if isinstance(parts, pd.DataFrame) else list(parts)
+    check_one_row_per_key(frames)
     return pd.concat([pair_with_bases(f) for f in frames], ignore_index=True).drop_duplicates("key")
+
+
+def check_one_row_per_key(frames: list[pd.DataFrame]) -> None:
+    """UsageError (one line, both rows named) when two rows of one key disagree in what they measured."""
+    seen: dict[str, tuple[str, dict]] = {}
+    for i, frame in enumerate(frames):
+        source = str(frame.attrs.get("source", f"input {i + 1}"))
+        for row in frame[["key", "name", *MEASURED]].to_dict("records"):
+            first = seen.setdefault(row["key"], (source, row))
+            if first[1] is row:
+                continue
+            differing = [c for c in MEASURED if first[1][c] != row[c]]
+            if differing:
+                c = differing[0]
+                raise UsageError(
+                    f"key {row['key']} ({row['name']}) has two rows that disagree: {c} {first[1][c]:.6g} in "
+                    f"{first[0]}, {row[c]:.6g} in {source}; a key names one network: leave out the input whose row "
+                    "is wrong (`transfer-sweep verify` retrains a row to tell), or retrain it under a new key")
 
 
 def read_study(ref: str, store_uri: str, endpoint: Optional[str]) -> tuple[pd.DataFrame, Optional[pd.DataFrame]]:

@@ -54,18 +54,23 @@ def test_several_inputs_are_one_study_with_each_trial_once():
     assert curves is not None and curves2 is not None and len(curves2) == len(curves)
 
 
-def test_each_input_is_paired_with_its_own_bases(tmp_path):
+def test_two_rows_of_one_key_that_disagree_are_refused_naming_both(tmp_path):
+    """A key names one network: a second run of the same trials elsewhere with other numbers is not a
+    second opinion to drop silently (compare once kept the first input's row)."""
     first = pd.read_parquet(PUBLISHED)
     r0 = first[first.split == "random:0"]
-    # a second run of the same design elsewhere: other numbers under the same keys, bases and AnB(1)
     elsewhere = r0[r0.treatment.isin(["base", "transfer"])].copy()
     elsewhere["top1_paper"] -= 0.02
-    elsewhere.loc[elsewhere.treatment == "transfer", "n"] = 5  # as if it were a new arm
-    elsewhere.loc[elsewhere.treatment == "transfer", "key"] += "-x"
-    info = compare([r0, elsewhere], [r0, elsewhere], ("a", "b"), tmp_path)
-    anb5 = next(r for r in info["rows"] if r["arm"] == "AnB(5)")
-    anb1 = next(r for r in info["rows"] if r["arm"] == "AnB(1)")
-    assert anb5["first"].mean == pytest.approx(anb1["first"].mean, abs=1e-12)  # -0.02 on both sides
+    first.attrs["source"], elsewhere.attrs["source"] = "converged/results.parquet", "elsewhere.parquet"
+    with pytest.raises(UsageError) as err:
+        compare([first, elsewhere], first, ("a", "b"), tmp_path)
+    base = elsewhere.iloc[0]  # the first row of the second input that disagrees
+    assert str(err.value) == (
+        f"key {base.key} ({base['name']}) has two rows that disagree: top1_paper {base.top1_paper + 0.02:.6g} in "
+        f"converged/results.parquet, {base.top1_paper:.6g} in elsewhere.parquet; a key names one network: "
+        "leave out the input whose row is wrong (`transfer-sweep verify` retrains a row to tell), or retrain it "
+        "under a new key")
+    assert not list(tmp_path.iterdir())  # refused before anything was written
 
 
 def test_compare_never_writes_through_a_symlink_planted_in_its_folder(tmp_path):
