@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     spec_args(sp)
     store_arg(sp)
     sp.add_argument("--format", choices=("table", "json"), default="table")
+    sp.add_argument("--diff", action="store_true", help="compare with the store before any training: which keys "
+                    "exist, which are new (and what changed), which stored rows are stale, what the new ones cost")
     sp.set_defaults(func=cmd_plan)
 
     sp = sub.add_parser("run", help="run a sweep on Ray (local by default)")
@@ -149,18 +151,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --- commands ------------------------------------------------------------------------------------
-def plan_estimate(spec: SweepSpec, plan: Plan):
-    """The plan's cost on this machine: committed trials of a local store count as done and calibrate
-    the per-step costs; a remote store is not contacted (planning stays offline)."""
+def plan_estimate(spec: SweepSpec, plan: Plan, rows: Optional[list[dict]] = None):
+    """The plan's cost on this machine: committed trials count as done and calibrate the per-step
+    costs. Without `rows`, those of a local store; a remote store is not contacted (planning stays
+    offline unless --diff asks for the store)."""
     from orchestrator.estimate import estimate  # noqa: PLC0415 (estimates only for `plan`)
     from sweepcore.records import read_results  # noqa: PLC0415 (estimates only for `plan`)
-    rows: list[dict] = []
-    if "://" not in spec.store and Path(spec.store, "results").is_dir():
+    if rows is not None:
+        pass
+    elif "://" not in spec.store and Path(spec.store, "results").is_dir():
         try:
             table = read_results(open_store(spec.store))
             rows = table.to_pylist() if table is not None else []
         except (StoreError, OSError, ValueError):
             rows = []  # an unreadable store only costs the calibration: planning never depends on it
+    else:
+        rows = []
     slots = max(1, int((os.cpu_count() or 1) // max(1.0, spec.resources.cpus)))
     if spec.max_concurrent:
         slots = min(slots, spec.max_concurrent)
@@ -169,6 +175,8 @@ def plan_estimate(spec: SweepSpec, plan: Plan):
 
 def cmd_plan(args) -> int:
     spec = spec_from_args(args)
+    if args.diff:
+        return plan_diff(spec, args.format)
     plan = make_plan(spec)
     c = counts(plan)
     cost = plan_estimate(spec, plan)
@@ -193,6 +201,38 @@ def cmd_plan(args) -> int:
     console.print(table)
     console.print("by split: " + ", ".join(f"{k} {v}" for k, v in c["by_split"].items()))
     console.print(cost.text(), soft_wrap=True, markup=False)
+    return 0
+
+
+def plan_diff(spec: SweepSpec, fmt: str) -> int:
+    """`plan --diff`: the plan against the rows the store holds (read only; nothing is written)."""
+    from orchestrator.plan_diff import change_groups, diff_plan  # noqa: PLC0415 (only for --diff)
+    from sweepcore.records import read_results  # noqa: PLC0415 (only for --diff)
+
+    store = open_store(spec.store, spec.endpoint, check=False)  # read only: a check would write a probe
+    spec = with_data_version(spec, store)
+    plan = make_plan(spec)
+    rows = read_results(store).to_pylist()
+    diff = diff_plan(plan, rows)
+    cost = plan_estimate(spec, plan, rows)
+    if fmt == "json":
+        print(json.dumps({**diff.summary(), "estimate": {"trials_to_run": cost.trials, "note": cost.note,
+                          "cpu_seconds": None if cost.note else round(cost.cpu_seconds, 1)}}, indent=2))
+        return 0
+    console = Console(soft_wrap=True)
+    say = lambda text: console.print(text, markup=False, highlight=False)  # noqa: E731
+    say(f"sweep {plan.sweep} against store {store.uri()}: {len(plan)} planned: {len(diff.existing)} exist "
+        f"(train nothing), {len(diff.new)} new")
+    for fields, names in change_groups(diff):
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        say(f"  new because {fields}: {len(names)} ({shown})")
+    if diff.left_alone:
+        say(f"stored rows of sweep {plan.sweep} this plan does not make: {len(diff.left_alone)}, left alone "
+            "(other networks: kept, and found again by their keys if planned again)")
+    for why in sorted({w for _, w in diff.stale}):
+        n = sum(1 for _, w in diff.stale if w == why)
+        say(f"stale rows of sweep {plan.sweep}: {n}, {why}: left alone, but this code does not reproduce them")
+    say(cost.text())
     return 0
 
 
