@@ -18,7 +18,7 @@ from orchestrator.plan import Plan, PlannedTrial
 from sweepcore.settings import PROTOCOL_VERSION, UNHASHED
 
 # Fields that say nothing about the network (keys, provenance): never reported as a change.
-NOT_A_CHANGE = (*UNHASHED, "base_key", "rng_root")
+NOT_A_CHANGE = (*UNHASHED, "base_key")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from orchestrator.stats import (  # noqa: E402
     pair_with_bases,
     significance,
 )
+from sweepcore.settings import PROTOCOL_VERSION  # noqa: E402
 from sweepcore.vocabulary import DATASETS, TREATMENT_LABEL, TREATMENTS  # noqa: E402
 
 X_LABEL = "layer n at which the network is cut"
@@ -387,6 +388,20 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "dataset"
 
 
+def stale_banner(results: pd.DataFrame) -> str:
+    """One line when rows are of an older protocol than this code's: their settings do not reproduce
+    their numbers (docs/contracts.md, "Protocol bumps"). Empty when every row is current."""
+    if "protocol" not in results.columns or results.empty:
+        return ""
+    old = results[results["protocol"] < PROTOCOL_VERSION]
+    if old.empty:
+        return ""
+    protocols = ", ".join(str(p) for p in sorted(old["protocol"].unique()))
+    return (f"> **Stale**: {len(old)} of {len(results)} rows are of protocol {protocols} (this code: "
+            f"{PROTOCOL_VERSION}); their settings do not reproduce their numbers bitwise. The numbers stand as "
+            "measured; run the sweep again to republish them under the current protocol.")
+
+
 # ---------------------------------------------------------------- files
 REPORT_MD = "report.md"
 FIGURES = ("transfer", "distance")
@@ -462,6 +477,9 @@ def write_report(results: pd.DataFrame, out_dir: Union[str, Path], planned: Opti
           f"Self-check of the claim definitions: the paper's own table gives "
           f"{_verdict_counts(check_claims(paper_results()))}.",
           *notes, ""]
+    stale = stale_banner(results)
+    if stale:
+        md.insert(2, stale + "\n")
     datasets = sorted(prepared["dataset"].unique())
     for ds in datasets:
         p, s = prepared[prepared.dataset == ds], summary[summary.dataset == ds]

@@ -135,11 +135,12 @@ RESULT_SCHEMA = pa.schema([
     _field("data_version", pa.string(), True),
     _field("final_loss", pa.float64(), True),
     _field("state_sha256", pa.string(), True), _field("environment_json", pa.string(), True),
+    _field("rng_root", pa.string(), True),
 ])
 # Columns added after rows were first committed: a row written before one existed reads it as null.
 # (Every other column must be there: a row without one is damaged, not old.)
 LATER_RESULT_COLUMNS = frozenset({"weights_sha256", "data_version", "final_loss", "state_sha256",
-                                  "environment_json"})
+                                  "environment_json", "rng_root"})
 
 CURVE_SCHEMA = pa.schema([
     _field("key", pa.string()), _field("step", pa.int64()), _field("top1", pa.float64(), True),

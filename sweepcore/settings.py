@@ -9,6 +9,12 @@ content, so a drift between what the plan makes and what workers read fails loud
 The key is the first 16 hex digits of the sha256 of the canonical JSON of every field except the
 ones that do not change the result (`UNHASHED`): the same settings always get the same key, in any
 sweep, which is what makes reuse and resume work.
+
+A trial's random draws (network build, layer init, data order, dropout) come from `rng_root`: a
+versioned hash of what the network *is* (data content, split, halves, n, treatment, model, solver,
+seed), never of bookkeeping (`NOT_DRAWN_FROM`: the protocol number, sweep, name, runtime, the base's
+key). A bookkeeping-only change, such as a protocol bump that changes no arithmetic, keeps every
+draw; a semantic change changes key and draws together.
 """
 from __future__ import annotations
 
@@ -22,8 +28,17 @@ from typing import Any, Optional, Union
 
 # Bump when the meaning of settings changes (training code semantics): old results stop matching.
 # 2: the prepared data's content hash (`data`) is part of the settings, so of every key.
-PROTOCOL_VERSION = 2
-UNHASHED = ("key", "sweep", "name", "runtime")
+# 3: draws come from `rng_root` (what the network is), not from the key; settings record it.
+PROTOCOL_VERSION = 3
+# rng_root is derived from the other fields, so hashing it would add nothing to the key.
+UNHASHED = ("key", "sweep", "name", "runtime", "rng_root")
+# Bump when the derivation of draws from rng_root changes (then every rng_root changes).
+RNG_VERSION = 1
+# The first protocol whose settings carry rng_root (older rows: None, "does not reproduce from its key").
+RNG_ROOT_FROM = 3
+# Bookkeeping: the base's key changes with every protocol bump; its content is fixed by this
+# trial's own split, source half, seed, model and solver, which are drawn from.
+NOT_DRAWN_FROM = (*UNHASHED, "protocol", "base_key")
 
 
 @dataclass(frozen=True)
@@ -103,6 +118,9 @@ class TrialSettings:
     # The target half's original class indices, when the split cannot derive them from the class count
     # (split 'groups': the spec's own class lists). None otherwise, and then left out of the key.
     classes: Optional[tuple[int, ...]] = None
+    # 16 hex digits: the root of every random draw (see the module doc); None only in rows planned
+    # before protocol 3, which do not reproduce from their key.
+    rng_root: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict (nested sections as dicts, tuples as lists)."""
@@ -111,31 +129,55 @@ class TrialSettings:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "TrialSettings":
         """Rebuild settings from `to_dict()` output; ValueError names any missing, unknown or mistyped
-        field, and a key that does not match the content."""
+        field, and a key or rng_root that does not match the content."""
         settings = _build(cls, raw, "settings")
+        if settings.protocol >= RNG_ROOT_FROM or settings.rng_root is not None:
+            root = rng_root(settings.to_dict())
+            if settings.rng_root != root:
+                raise ValueError(f"settings.rng_root {settings.rng_root!r} does not match its content (expected {root})")
         expected = trial_key(settings.to_dict())
         if settings.key != expected:
             raise ValueError(f"settings.key {settings.key!r} does not match its content (expected {expected})")
         return settings
 
     def with_key(self) -> "TrialSettings":
-        """The same settings with `key` set from their content."""
-        return dataclasses.replace(self, key=trial_key(self.to_dict()))
+        """The same settings with `rng_root` and `key` set from their content."""
+        rooted = dataclasses.replace(self, rng_root=rng_root(self.to_dict()))
+        return dataclasses.replace(rooted, key=trial_key(rooted.to_dict()))
 
 
 # Fields added after keys were published: hashed only when set (not None), so old keys stay.
 LATER_MODEL_FIELDS = ("cut_points", "blocks", "in_channels", "factory", "frozen_bn", "factory_sha256")
-LATER_TRIAL_FIELDS = ("classes",)
+LATER_TRIAL_FIELDS = ("classes", "rng_root")
 
 
 def trial_key(settings: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of the hashed settings, first 16 hex digits."""
+    return _digest(_hashed(settings, UNHASHED))
+
+
+def rng_root(settings: dict[str, Any]) -> str:
+    """The root of a trial's random draws: sha256 of the canonical JSON of the RNG version and the
+    settings that change the computation (all but `NOT_DRAWN_FROM`), first 16 hex digits."""
+    return _digest({"rng_version": RNG_VERSION, "settings": _hashed(settings, NOT_DRAWN_FROM)})
+
+
+def derive_seed(root: str, purpose: str) -> int:
+    """A 64-bit torch seed for one purpose ("build", "init", "train") from a trial's rng_root."""
+    return int(hashlib.sha256(f"{root}:{purpose}".encode()).hexdigest()[:16], 16)
+
+
+def _hashed(settings: dict[str, Any], left_out: tuple[str, ...]) -> dict[str, Any]:
     hashed = {k: v for k, v in settings.items()
-              if k not in UNHASHED and not (k in LATER_TRIAL_FIELDS and v is None)}
+              if k not in left_out and not (k in LATER_TRIAL_FIELDS and v is None)}
     if isinstance(hashed.get("model"), dict):
         hashed["model"] = {k: v for k, v in hashed["model"].items()
                            if not (k in LATER_MODEL_FIELDS and v is None)}
-    text = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
+    return hashed
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

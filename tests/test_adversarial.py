@@ -177,12 +177,15 @@ def test_workers_never_import_a_factory_from_the_store_folder_in_the_working_dir
     spec.write_text(yaml.safe_dump({**yaml.safe_load(spec.read_text()),
                                     "model": {"factory": "store.evil:build", "cut_points": ["a", "b", "c"]}}))
     proc = _cli("run", str(spec), cwd=tmp_path)  # the default store, ./store
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "1 failed, 0 blocked" in proc.stderr, proc.stderr
-    status = _cli("logs", "planted", cwd=tmp_path)
-    assert status.returncode == 0, status.stderr
-    assert f"module 'store.evil' would be imported from {tmp_path}, a working directory on the path" in status.stdout
+    # The plan fingerprints the factory's module file, so the driver looks it up first: not on the path
+    # it runs with (the working directory is not), it is refused before any worker starts.
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"transfer-sweep: error: {spec}: model.factory store.evil:build: factory 'store.evil:build': cannot import "
+        "module 'store.evil': ModuleNotFoundError: No module named 'store'"], proc.stderr
+    assert "Traceback" not in proc.stderr
     assert not marker.exists()
+    assert not (tmp_path / "store" / "results").exists()  # nothing committed
 
 
 def test_damaged_and_hostile_records_are_named_and_skipped_by_status_logs_and_report(tmp_path, store_uri):

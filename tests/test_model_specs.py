@@ -75,7 +75,8 @@ def test_resnet_plans_n_over_its_cut_points_and_its_settings_are_complete():
 def test_existing_specs_keep_their_digest_and_keys():
     spec = load_spec(ROOT / "sweeps" / "demo.yaml")
     assert spec_digest(spec) == "bc3e2dca73"
-    assert make_plan(spec).trials[0].key == "ad816f0c8c50b255"
+    # The key pins the protocol: protocol 3 (draws from rng_root) changed every key once, on purpose.
+    assert make_plan(spec).trials[0].key == "aa5b0365a2dae494"
 
 
 @pytest.mark.parametrize("model,message", [

@@ -34,6 +34,7 @@ CONTRACT_COLUMNS = [
     ("error", "string"), ("protocol", "int64"), ("finished_at", "timestamp[us, tz=UTC]"),
     ("settings_json", "string"), ("weights_sha256", "string"), ("data_version", "string"),
     ("final_loss", "double"), ("state_sha256", "string"), ("environment_json", "string"),
+    ("rng_root", "string"),
 ]
 
 
@@ -44,7 +45,8 @@ def make_row(key: str, n: int = 3, **changes) -> dict:
            "top1_paper": 0.80078125, "steps": 500, "wall_seconds": 12.5, "status": "ok",
            "error": None, "protocol": 1, "finished_at": WHEN, "settings_json": '{"n": %s}' % n,
            "weights_sha256": None, "data_version": None, "final_loss": 0.5, "state_sha256": "c" * 64,
-           "environment_json": '{"cpu_isa": "AVX2", "device": "cpu", "torch": "2.13.0+cpu"}'}
+           "environment_json": '{"cpu_isa": "AVX2", "device": "cpu", "torch": "2.13.0+cpu"}',
+           "rng_root": "d" * 16}
     row.update(changes)
     return row
 

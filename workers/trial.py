@@ -28,17 +28,12 @@ import torch
 
 from sweepcore import layout, records
 from sweepcore import store as st
-from sweepcore.settings import TrialSettings
+from sweepcore.settings import TrialSettings, derive_seed
 from sweepcore.vocabulary import COPYING_TREATMENTS, TREATMENTS
 from workers.data import load_half
 from workers.networks import build_network, cut_points_of
 from workers.surgery import transplant
 from workers.train import TrainOutcome, train
-
-
-def derive_seed(seed: int, key: str, purpose: str) -> int:
-    """A 64-bit torch seed from the replicate seed, the trial key and what it seeds."""
-    return int(hashlib.sha256(f"{seed}:{key}:{purpose}".encode()).hexdigest()[:16], 16)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -139,6 +134,7 @@ def result_row(settings: TrialSettings, outcome: TrainOutcome, weights_sha256: s
         "final_loss": float(outcome.curve[-1]["loss"]) if outcome.curve else None,
         "state_sha256": sha256_hex(weights_bytes(outcome.state_dict)),
         "environment_json": json.dumps(environment(), sort_keys=True),
+        "rng_root": settings.rng_root,
     }
 
 
@@ -153,17 +149,21 @@ def run_trial(settings: TrialSettings, store: st.Store, report: Callable[[dict],
     if existing is not None:
         return existing
     _check_treatment(settings)
+    root = settings.rng_root
+    if root is None:
+        raise ValueError(f"trial {key}: settings of protocol {settings.protocol} carry no rng_root, so its draws "
+                         "cannot be made from what the network is: plan the sweep again")
     torch.set_num_threads(settings.runtime.threads)
     data = load_half(settings.dataset, settings.split, settings.target_half, store, settings.data,
                      list(settings.classes) if settings.classes else None)
     base = load_base_weights(store, settings.base_key) if settings.base_key else None
     store_folder = store.local_path()  # a factory's code is never imported from a store folder
-    model = build_network(settings.model, torch.Generator().manual_seed(derive_seed(settings.seed, key, "build")),
+    model = build_network(settings.model, torch.Generator().manual_seed(derive_seed(root, "build")),
                           refused_roots=(store_folder,) if store_folder else ())
     transplant(model, base, settings.n, settings.frozen,
-               torch.Generator().manual_seed(derive_seed(settings.seed, key, "init")),
+               torch.Generator().manual_seed(derive_seed(root, "init")),
                cut_points_of(settings.model), settings.model.frozen_bn)
-    outcome = train(model, data, settings, store, seed=derive_seed(settings.seed, key, "train"),
+    outcome = train(model, data, settings, store, seed=derive_seed(root, "train"),
                     report=report, stop_after=stop_after)
     weights_sha256 = None
     if settings.treatment == "base":  # before the result: see module doc
