@@ -93,6 +93,7 @@ def test_model_fields_added_later_change_no_existing_key_and_old_settings_still_
 
 def test_draws_come_from_what_the_network_is_not_from_bookkeeping():
     import dataclasses
+
     from sweepcore.settings import rng_root
     trial = make_plan(parse_spec(spec_dict())).trials[-1].settings
     assert trial.rng_root == rng_root(trial.to_dict()) and len(trial.rng_root) == 16
