@@ -118,7 +118,8 @@ def check_result_table(table: pa.Table, key: str, where: str) -> pa.Table:
         if row.get(name) is not None and not _HEX64.fullmatch(row[name]):
             raise RecordError(f"{where}: not a result row ({name} {for_terminal(row[name], 70)} is not hex digits)")
     if row.get("rng_root") is not None and not _HEX16.fullmatch(row["rng_root"]):
-        raise RecordError(f"{where}: not a result row (rng_root {for_terminal(row['rng_root'], 40)} is not 16 hex digits)")
+        raise RecordError(f"{where}: not a result row (rng_root {for_terminal(row['rng_root'], 40)} "
+                          "is not 16 hex digits)")
     return table
 
 

@@ -134,7 +134,8 @@ class TrialSettings:
         if settings.protocol >= RNG_ROOT_FROM or settings.rng_root is not None:
             root = rng_root(settings.to_dict())
             if settings.rng_root != root:
-                raise ValueError(f"settings.rng_root {settings.rng_root!r} does not match its content (expected {root})")
+                raise ValueError(f"settings.rng_root {settings.rng_root!r} does not match its content "
+                                 f"(expected {root})")
         expected = trial_key(settings.to_dict())
         if settings.key != expected:
             raise ValueError(f"settings.key {settings.key!r} does not match its content (expected {expected})")
