@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_parser(sub)  # `data prepare ...`
     from orchestrator.compare import add_compare_parser  # noqa: PLC0415 (matplotlib and pandas only when asked)
     add_compare_parser(sub)
+    from orchestrator.verify import add_verify_parser  # noqa: PLC0415
+    add_verify_parser(sub)
 
     return p
 

@@ -178,11 +178,11 @@ def _parquet_bytes(table: pa.Table) -> bytes:
 
 
 def _read_parquet(data: bytes, schema: pa.Schema, later: frozenset[str] = frozenset(),
-                  where: str = "parquet") -> pa.Table:
+                  where: str = "parquet", limit: int = MAX_RESULT_BYTES) -> pa.Table:
     """The table in `data` with exactly `schema`'s columns; those in `later` that it lacks read as null.
     RecordError (naming `where`) for bytes that are not such a table."""
-    if len(data) > MAX_RESULT_BYTES:  # a cell can decode to far more than the file: bound the file
-        raise RecordError(f"{where}: more than {MAX_RESULT_BYTES} bytes, the most one record may be")
+    if len(data) > limit:  # a cell can decode to far more than the file: bound the file
+        raise RecordError(f"{where}: more than {limit} bytes, the most one record may be")
     try:
         table = pq.read_table(pa.BufferReader(data))
         for field in schema:
@@ -197,6 +197,21 @@ def _read_parquet(data: bytes, schema: pa.Schema, later: frozenset[str] = frozen
 def _read_result_bytes(store: Store, key: str, data: bytes) -> pa.Table:
     where = store.uri(result_path(key))
     return check_result_table(_read_parquet(data, RESULT_SCHEMA, LATER_RESULT_COLUMNS, where), key, where)
+
+
+# A results file as `report --out` writes it holds every row of a sweep: a few hundred rows of ~2 kB.
+MAX_RESULTS_FILE_BYTES = 64 * 1024 * 1024
+
+
+def read_results_file(data: bytes, where: str) -> pa.Table:
+    """The rows of a results file (`report --out`'s results.parquet, a published folder's), each checked
+    as a committed row is (record_schema.check_result_table); RecordError names `where` and the row."""
+    table = _read_parquet(data, RESULT_SCHEMA, LATER_RESULT_COLUMNS, where, MAX_RESULTS_FILE_BYTES)
+    for i in range(table.num_rows):
+        row = table.slice(i, 1)
+        key = row.column("key")[0].as_py()
+        check_result_table(row, key if isinstance(key, str) else "", f"{where} row {i + 1}")
+    return table
 
 
 def commit_result(store: Store, row: dict) -> bool:

@@ -1,0 +1,142 @@
+"""`transfer-sweep verify`: a sample of committed rows retrained from their settings, bitwise equal or
+the difference named. Store tier: a local store, real fashion-animals data, real (tiny) trainings,
+the CLI as a subprocess; no Ray."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from plan_helpers import planned_settings
+
+from orchestrator.prepare import prepare_fashion_animals
+from sweepcore import records
+from sweepcore.store import open_store
+from workers.trial import run_trial
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN = {"iterations": 6, "epochs": None, "eval_every": 3, "checkpoint_every": 3, "top_k": 2, "augment": False}
+NAMES = ("baseA random:0 s0", "AnB n=2 random:0 s0")
+
+
+def verify_cli(*args: str, tmp: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TMPDIR": str(tmp)}  # the scratch store lands here: the test sees it go
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", "verify", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory) -> Path:
+    """A results folder of a real tiny study: a base and one transfer network trained from it."""
+    root = tmp_path_factory.mktemp("study")
+    store = open_store(str(root / "store"))
+    prepare_fashion_animals(store.root)
+    base, transfer = (planned_settings(name, train=TRAIN) for name in NAMES)
+    assert transfer.base_key == base.key
+    for settings in (base, transfer):
+        run_trial(settings, store)
+    folder = root / "published"
+    folder.mkdir()
+    pq.write_table(records.read_results(store), folder / "results.parquet")
+    return folder
+
+
+def planted(folder: Path, out: Path, **changes) -> Path:
+    """A copy of the published folder whose transfer row has `changes`."""
+    rows = pq.read_table(folder / "results.parquet").to_pylist()
+    rows = [{**r, **changes} if r["treatment"] == "transfer" else r for r in rows]
+    out.mkdir()
+    pq.write_table(pa.Table.from_pylist(rows, schema=records.RESULT_SCHEMA), out / "results.parquet")
+    return out
+
+
+def test_rows_retrained_from_their_settings_are_bitwise_equal(published, tmp_path):
+    before = (published / "results.parquet").read_bytes()
+    proc = verify_cli(str(published), "--sample", "2", "--jobs", "2", tmp=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[-1] == "verify: 2 of 2 retrained row(s) bitwise equal, 0 failing"
+    assert sum("bitwise equal" in line for line in lines[:-1]) == 2
+    assert (published / "results.parquet").read_bytes() == before  # nothing written to what is verified
+    assert list(tmp_path.iterdir()) == []  # the scratch store is gone
+
+
+def test_a_planted_mismatch_is_named_with_both_values_and_fails(published, tmp_path):
+    rows = {r["treatment"]: r for r in pq.read_table(published / "results.parquet").to_pylist()}
+    true = rows["transfer"]["top1_paper"]
+    folder = planted(published, tmp_path / "planted", top1_paper=true + 0.01, state_sha256="0" * 64)
+    proc = verify_cli(str(folder), "--sample", "1", "--seed", _seed_drawing(folder, "transfer"), tmp=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    base_line, transfer_line = [line for line in proc.stdout.splitlines() if line.startswith("  ")]
+    assert base_line.split()[-2:] == ["bitwise", "equal"] and "(base of AnB n=2 random:0 s0)" in base_line
+    assert "DIFFERS: " in transfer_line
+    assert f"top1_paper {true + 0.01:.6g} -> {true:.6g} (-1 pp)" in transfer_line
+    assert "weights sha256 000000000000 -> " in transfer_line
+    assert proc.stdout.splitlines()[-1] == "verify: 1 of 2 retrained row(s) bitwise equal, 1 failing"
+
+
+def test_a_row_of_another_environment_is_reported_and_does_not_decide(published, tmp_path):
+    folder = planted(published, tmp_path / "other", top1_paper=0.5,
+                     environment_json='{"cpu_isa": "NEON", "device": "cpu", "torch": "2.13.0+cpu"}')
+    proc = verify_cli(str(folder), "--sample", "1", "--seed", _seed_drawing(folder, "transfer"), tmp=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "differs (another environment): top1_paper 0.5 -> " in proc.stdout
+    assert "environment (committed -> here): cpu_isa NEON -> " in proc.stdout
+
+
+def test_rows_planned_before_rng_root_do_not_reproduce_from_their_key(published, tmp_path):
+    folder = planted(published, tmp_path / "old", protocol=2, rng_root=None)
+    proc = verify_cli(str(folder), "--sample", "1", "--seed", _seed_drawing(folder, "transfer"), tmp=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "does not reproduce from its key: protocol 2, planned before draws came from rng_root: " \
+           "republish the sweep" in proc.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["{tmp}/empty", "--sample", "1"], "{tmp}/empty: no results.parquet (verify reads a results folder as "
+                                       "`report --out` writes it, or a sweep's name with --store)"),
+    (["{published}", "--sample", "3"], "--sample 3: {published}/results.parquet holds 2 ok row(s); give at most that"),
+    (["{published}", "--sample", "0"], "--sample 0: give a number of rows from 1 to 2"),
+    (["{tmp}/nothing/here", "--sample", "1"], "{tmp}/nothing/here: no such results folder (verify reads a folder "
+                                              "holding results.parquet, or a sweep's name with --store)"),
+    (["demo", "--store", "{tmp}/no-store", "--sample", "1"], "store {tmp}/no-store: no such folder (verify reads "
+                                                              "a sweep from an existing store)"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_written(published, tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    fill = {"tmp": str(tmp_path), "published": str(published)}
+    proc = verify_cli(*[a.format(**fill) for a in args], tmp=scratch)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"transfer-sweep: error: {message.format(**fill)}"), line
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_an_unreachable_store_is_one_line_exit_2(tmp_path):
+    env_keys = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
+    proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "verify", "demo", "--store", "s3://bucket/x",
+                           "--endpoint", "http://127.0.0.1:9", "--sample", "1"], cwd=ROOT,
+                          env={**os.environ, **env_keys, "TMPDIR": str(tmp_path)}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("transfer-sweep: error: ") and "127.0.0.1:9" in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
+def _seed_drawing(folder: Path, treatment: str) -> str:
+    """A --seed whose one-row draw is the row of `treatment` (the draw is verify's own, seeded)."""
+    import random
+    rows = sorted(pq.read_table(folder / "results.parquet").to_pylist(), key=lambda r: r["key"])
+    for seed in range(100):
+        if random.Random(seed).sample(rows, 1)[0]["treatment"] == treatment:
+            return str(seed)
+    raise AssertionError("no seed draws it")
