@@ -38,11 +38,15 @@ def _merge(into: dict, changes: dict) -> dict:
     return out
 
 
-def planned_settings(name: str, dataset: str | None = None, **spec_changes: dict) -> TrialSettings:
+def planned_settings(name: str, dataset: str | None = None, model: dict | None = None,
+                     **spec_changes: dict) -> TrialSettings:
     """The settings of trial `name` (e.g. 'baseA random:0 s0', 'AnB n=3 random:0 s0') of the tiny spec
-    with `spec_changes` merged in (e.g. train={"iterations": 8, "epochs": None}); with `dataset`, the
-    trial reads that registered dataset instead."""
-    spec = parse_spec(_merge(TINY, spec_changes), source="test spec")
+    with `spec_changes` merged in (e.g. train={"iterations": 8, "epochs": None}) and its model replaced
+    by `model` when given; with `dataset`, the trial reads that registered dataset instead."""
+    raw = _merge(TINY, spec_changes)
+    if model is not None:
+        raw["model"] = dict(model)
+    spec = parse_spec(raw, source="test spec")
     trials = {t.name: t for t in make_plan(spec).trials}
     settings = trials[name].settings
     if dataset is None:
