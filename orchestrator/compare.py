@@ -26,6 +26,7 @@ from orchestrator.convergence import check_convergence  # noqa: E402
 from orchestrator.errors import UsageError  # noqa: E402
 from orchestrator.output_files import output_folder, replacing, write_text  # noqa: E402
 from orchestrator.stats import CELL, RANDOM_SPLIT, Interval, contrast, pair_with_bases  # noqa: E402
+from sweepcore.records import MEASURED  # noqa: E402
 from sweepcore.vocabulary import TREATMENT_LABEL  # noqa: E402
 
 ARMS = ("selffer", "transfer", "selffer+", "transfer+")
@@ -60,10 +61,6 @@ def read_studies(refs: str, store_uri: str,
                                    if curves else None)
 
 
-# What a row measured: two rows of one key that differ in any of these are two networks under one name.
-MEASURED = ("top1_final", "top1_paper", "steps")
-
-
 def paired(parts: Union[pd.DataFrame, list[pd.DataFrame]]) -> pd.DataFrame:
     """One prepared table of a study's inputs, each paired with its own bases, each trial's row once.
     Two inputs may hold the same trial (a shared base) only with the same numbers: a key names one
@@ -74,21 +71,27 @@ def paired(parts: Union[pd.DataFrame, list[pd.DataFrame]]) -> pd.DataFrame:
 
 
 def check_one_row_per_key(frames: list[pd.DataFrame]) -> None:
-    """UsageError (one line, both rows named) when two rows of one key disagree in what they measured."""
+    """UsageError (one line, both rows named) when two rows of one key disagree in what they measured
+    (records.MEASURED; a column one of them lacks, or holds null in, is not compared)."""
     seen: dict[str, tuple[str, dict]] = {}
     for i, frame in enumerate(frames):
         source = str(frame.attrs.get("source", f"input {i + 1}"))
-        for row in frame[["key", "name", *MEASURED]].to_dict("records"):
+        for row in frame[["key", "name", *[c for c in MEASURED if c in frame.columns]]].to_dict("records"):
             first = seen.setdefault(row["key"], (source, row))
             if first[1] is row:
                 continue
-            differing = [c for c in MEASURED if first[1][c] != row[c]]
+            differing = [c for c in MEASURED if not (pd.isna(first[1].get(c)) or pd.isna(row.get(c)))
+                         and first[1][c] != row[c]]
             if differing:
                 c = differing[0]
                 raise UsageError(
-                    f"key {row['key']} ({row['name']}) has two rows that disagree: {c} {first[1][c]:.6g} in "
-                    f"{first[0]}, {row[c]:.6g} in {source}; a key names one network: leave out the input whose row "
-                    "is wrong (`transfer-sweep verify` retrains a row to tell), or retrain it under a new key")
+                    f"key {row['key']} ({row['name']}) has two rows that disagree: {c} {_shown(first[1][c])} in "
+                    f"{first[0]}, {_shown(row[c])} in {source}; a key names one network: leave out the input whose "
+                    "row is wrong (`transfer-sweep verify` retrains a row to tell), or retrain it under a new key")
+
+
+def _shown(value: object) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)[:12]
 
 
 def read_study(ref: str, store_uri: str, endpoint: Optional[str]) -> tuple[pd.DataFrame, Optional[pd.DataFrame]]:

@@ -35,8 +35,7 @@ from sweepcore.settings import RNG_ROOT_FROM
 from sweepcore.store import Store, open_store
 from sweepcore.terminal import for_terminal
 
-# What a retrained row must reproduce; ENVIRONMENT: what the bits depend on beyond the settings.
-REPRODUCED = ("top1_final", "top1_paper", "final_loss", "steps", "state_sha256")
+# What the bits depend on beyond the settings (a retrained row must reproduce records.MEASURED).
 ENVIRONMENT = ("torch", "device", "cpu_isa")
 RESULTS_FILE = "results.parquet"
 # Datasets this machine can prepare from nothing but the installed packages: a results folder of
@@ -137,7 +136,7 @@ def with_bases(chosen: list[dict], rows: Rows) -> tuple[list[dict], list[dict], 
 def compare_rows(committed: dict, retrained: dict) -> Verdict:
     """The verdict of one retrained row: equal, differs, or not comparable (another environment)."""
     differences = [_difference(name, committed.get(name), retrained.get(name))
-                   for name in REPRODUCED if committed.get(name) != retrained.get(name)]
+                   for name in records.MEASURED if committed.get(name) != retrained.get(name)]
     environment = environment_differences(committed.get("environment_json"), retrained.get("environment_json"))
     if not differences:
         return Verdict(committed, "equal", [], environment)

@@ -142,6 +142,10 @@ RESULT_SCHEMA = pa.schema([
 LATER_RESULT_COLUMNS = frozenset({"weights_sha256", "data_version", "final_loss", "state_sha256",
                                   "environment_json", "rng_root"})
 
+# What a row measured: two rows of one key that differ in any of these are two networks under one name
+# (run_trial warns of a losing attempt's, compare refuses them, verify compares a retrained row's).
+MEASURED = ("top1_final", "top1_paper", "final_loss", "steps", "state_sha256")
+
 CURVE_SCHEMA = pa.schema([
     _field("key", pa.string()), _field("step", pa.int64()), _field("top1", pa.float64(), True),
     _field("loss", pa.float64(), True), _field("lr", pa.float64(), True),

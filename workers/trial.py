@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import sys
 from datetime import datetime, timezone
 from typing import Callable
@@ -34,6 +35,8 @@ from workers.data import load_half
 from workers.networks import build_network, cut_points_of
 from workers.surgery import transplant
 from workers.train import TrainOutcome, train
+
+log = logging.getLogger(__name__)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -174,6 +177,12 @@ def run_trial(settings: TrialSettings, store: st.Store, report: Callable[[dict],
         winner = records.read_result(store, key)  # another attempt committed first: its row is the answer
         if winner is None:
             raise RuntimeError(f"trial {key}: the store refused the result as already committed, but has none")
+        differing = [f"{name} {winner[name]} (committed) vs {row[name]} (this attempt)"
+                     for name in records.MEASURED if winner[name] != row[name]]
+        if differing:  # a key names one network: the first row stands, and this one is not kept anywhere
+            log.warning("trial %s (%s): another attempt committed first and trained different numbers: %s; its row "
+                        "stands (`transfer-sweep verify` retrains the row to tell which reproduces)",
+                        key, settings.name, "; ".join(differing))
         row = winner
     for path in store.list(layout.checkpoint_prefix(key)):
         store.delete(path)  # the result is final: checkpoints would only cost space (CaffeNet: ~0.5 GB)
