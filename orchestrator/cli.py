@@ -148,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_parser(sub)
     from orchestrator.verify import add_verify_parser  # noqa: PLC0415
     add_verify_parser(sub)
+    from orchestrator.import_folder import add_import_parser  # noqa: PLC0415
+    add_import_parser(sub)
 
     return p
 

@@ -188,7 +188,8 @@ def _read_parquet(data: bytes, schema: pa.Schema, later: frozenset[str] = frozen
     if len(data) > limit:  # a cell can decode to far more than the file: bound the file
         raise RecordError(f"{where}: more than {limit} bytes, the most one record may be")
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        # one thread: a record is small, and Arrow's pool can abort the process at exit (apache/arrow#34314)
+        table = pq.read_table(pa.BufferReader(data), use_threads=False)
         for field in schema:
             if field.name in later and field.name not in table.column_names:
                 table = table.append_column(field, pa.nulls(table.num_rows, field.type))

@@ -140,3 +140,50 @@ def _seed_drawing(folder: Path, treatment: str) -> str:
         if random.Random(seed).sample(rows, 1)[0]["treatment"] == treatment:
             return str(seed)
     raise AssertionError("no seed draws it")
+
+
+# --- import: a published folder's rows into a store -----------------------------------------------
+def import_cli(folder: Path, store: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", "import", str(folder), "--store", str(store)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_import_commits_dependents_and_leaves_bases_without_weights_to_a_bitwise_equal_retrain(published, tmp_path):
+    store_dir = tmp_path / "store"
+    proc = import_cli(published, store_dir)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == [f"import {published} into {store_dir}: 1 row(s) committed, 0 already "
+                                        "there, 1 base(s) left for `resume` to retrain (no weights in the folder)"]
+    store = open_store(str(store_dir))
+    rows = {r["treatment"]: r for r in pq.read_table(published / "results.parquet").to_pylist()}
+    assert records.read_result(store, rows["transfer"]["key"]) == rows["transfer"]
+    assert records.read_result(store, rows["base"]["key"]) is None
+    prepare_fashion_animals(store.root)
+    retrained = run_trial(planned_settings(NAMES[0], train=TRAIN), store)  # what `resume` runs for it
+    assert {c: retrained[c] for c in records.MEASURED} == {c: rows["base"][c] for c in records.MEASURED}
+    again = import_cli(published, store_dir)
+    assert again.returncode == 0 and "0 row(s) committed, 2 already there, 0 base(s) left" in again.stdout
+
+
+def test_import_never_changes_a_stored_row_and_names_a_disagreeing_one(published, tmp_path):
+    store = open_store(str(tmp_path / "store"))
+    rows = {r["treatment"]: r for r in pq.read_table(published / "results.parquet").to_pylist()}
+    assert records.commit_result(store, {**rows["transfer"], "top1_paper": 0.25})
+    before = {p: store.read_bytes(p) for p in store.list("results")}
+    proc = import_cli(published, tmp_path / "store")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[1] == (
+        f"  conflict: AnB n=2 random:0 s0 ({rows['transfer']['key']}): the store's row has top1_paper 0.25, the "
+        f"folder's {rows['transfer']['top1_paper']}; the store's is kept (a key names one network: "
+        "`transfer-sweep verify` retrains it to tell which reproduces)")
+    assert {p: store.read_bytes(p) for p in store.list("results")} == before
+
+
+def test_import_refuses_rows_that_do_not_reproduce_before_it_writes(published, tmp_path):
+    folder = planted(published, tmp_path / "old", protocol=2, rng_root=None)
+    proc = import_cli(folder, tmp_path / "store")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"transfer-sweep: error: {folder}: 1 of 2 rows are of protocol 2, planned before draws came from rng_root: "
+        "they do not reproduce from their keys; run the sweep again instead of importing them"]
+    assert not (tmp_path / "store").exists()
