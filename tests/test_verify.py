@@ -187,3 +187,17 @@ def test_import_refuses_rows_that_do_not_reproduce_before_it_writes(published, t
         f"transfer-sweep: error: {folder}: 1 of 2 rows are of protocol 2, planned before draws came from rng_root: "
         "they do not reproduce from their keys; run the sweep again instead of importing them"]
     assert not (tmp_path / "store").exists()
+
+
+# --- what CI proves of the published results ------------------------------------------------------
+VERIFIED_IN_CI = "converged"  # a study republished under the current protocol (docs/results/<it>)
+
+
+@pytest.mark.integration
+def test_two_rows_of_a_published_study_retrain_bitwise_equal(tmp_path):
+    """A silent drift of the training code cannot land: two published rows, drawn by verify's seed 0,
+    retrained here from their settings (bitwise where this machine's environment is theirs)."""
+    proc = verify_cli(str(ROOT / "docs" / "results" / VERIFIED_IN_CI), "--sample", "2", "--jobs", "2", tmp=tmp_path)
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[-1].startswith("verify: ") and ", 0 failing" in proc.stdout.splitlines()[-1]
