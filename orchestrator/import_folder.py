@@ -25,7 +25,7 @@ from sweepcore import layout, records
 from sweepcore.settings import RNG_ROOT_FROM
 from sweepcore.store import Store, open_store
 
-# A base's weights beside its row in a folder: the store's own layout, relative to the folder.
+# The most a base's weights file in a folder is read to (CaffeNet's are ~0.25 GB).
 MAX_WEIGHTS_BYTES = 2 * 1024 ** 3
 
 

@@ -131,12 +131,13 @@ class TrialSettings:
         """Rebuild settings from `to_dict()` output; ValueError names any missing, unknown or mistyped
         field, and a key or rng_root that does not match the content."""
         settings = _build(cls, raw, "settings")
+        wire = settings.to_dict()
         if settings.protocol >= RNG_ROOT_FROM or settings.rng_root is not None:
-            root = rng_root(settings.to_dict())
+            root = rng_root(wire)
             if settings.rng_root != root:
                 raise ValueError(f"settings.rng_root {settings.rng_root!r} does not match its content "
                                  f"(expected {root})")
-        expected = trial_key(settings.to_dict())
+        expected = trial_key(wire)
         if settings.key != expected:
             raise ValueError(f"settings.key {settings.key!r} does not match its content (expected {expected})")
         return settings

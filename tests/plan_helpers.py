@@ -69,12 +69,18 @@ def state_copy(model: torch.nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def noise_arrays(seed: int, train_per_class: int, test_per_class: int, shape: tuple[int, ...] = (28, 28),
+                 high: int = 256) -> dict[str, np.ndarray]:
+    """Prepared-array dict of 20 classes of uniform-noise uint8 images (values below `high`), drawn by
+    NumPy's legacy generator (its stream is fixed across NumPy versions): train images first."""
+    rng = np.random.RandomState(seed)
+    return {"train_x": rng.randint(0, high, (20 * train_per_class, *shape)).astype(np.uint8),
+            "train_y": np.repeat(np.arange(20), train_per_class).astype(np.uint8),
+            "test_x": rng.randint(0, high, (20 * test_per_class, *shape)).astype(np.uint8),
+            "test_y": np.repeat(np.arange(20), test_per_class).astype(np.uint8)}
+
+
 def random_half(num_classes: int):
     """A HalfLoader over `num_classes` of 20 classes of random 28x28 images (2 train, 1 test each)."""
     from workers import data
-    rng = np.random.RandomState(0)
-    arrays = {"train_x": rng.randint(0, 256, (40, 28, 28)).astype(np.uint8),
-              "train_y": np.repeat(np.arange(20), 2).astype(np.uint8),
-              "test_x": rng.randint(0, 256, (20, 28, 28)).astype(np.uint8),
-              "test_y": np.arange(20).astype(np.uint8)}
-    return data.half_from_arrays(arrays, list(range(num_classes)))
+    return data.half_from_arrays(noise_arrays(0, 2, 1), list(range(num_classes)))

@@ -10,11 +10,10 @@ import hashlib
 import io
 import os
 
-import numpy as np
 import pytest
 import safetensors.torch
 import torch
-from plan_helpers import planned_settings
+from plan_helpers import noise_arrays, planned_settings
 
 from sweepcore import layout, records
 from sweepcore import store as st
@@ -39,17 +38,11 @@ class Payload:
         return os.system, (f"touch '{self.marker}'",)
 
 
-def _tiny_arrays():
-    rng = np.random.RandomState(0)
-    y = np.repeat(np.arange(20), 4).astype(np.uint8)
-    return {"train_x": rng.randint(0, 255, (80, 28, 28)).astype(np.uint8), "train_y": y,
-            "test_x": rng.randint(0, 255, (80, 28, 28)).astype(np.uint8), "test_y": y}
-
-
 @pytest.fixture(autouse=True)
 def tiny_dataset(tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFER_SWEEP_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setitem(data.DATASETS, "tiny-safety", data.DatasetSpec("tiny-safety", 20, {"version": 1}, _tiny_arrays))
+    monkeypatch.setitem(data.DATASETS, "tiny-safety", data.DatasetSpec("tiny-safety", 20, {"version": 1},
+                                                                 lambda: noise_arrays(0, 4, 4, high=255)))
     data.clear_memo()
     yield
     data.clear_memo()

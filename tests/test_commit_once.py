@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import pytest
-from plan_helpers import TINY_RECIPE, planned_settings
+from plan_helpers import TINY_RECIPE, noise_arrays, planned_settings
 
 from sweepcore import layout, records
 from sweepcore.store import open_store
@@ -18,17 +17,11 @@ TRAIN = {"iterations": 6, "epochs": None, "eval_every": 3, "checkpoint_every": 3
 SETTINGS = planned_settings("baseA random:0 s0", dataset="tiny-once", train=TRAIN)
 
 
-def _arrays():
-    rng = np.random.RandomState(1)
-    y = np.repeat(np.arange(20), 2).astype(np.uint8)
-    return {"train_x": rng.randint(0, 256, (40, 28, 28)).astype(np.uint8), "train_y": y,
-            "test_x": rng.randint(0, 256, (40, 28, 28)).astype(np.uint8), "test_y": y}
-
-
 @pytest.fixture(autouse=True)
 def tiny_dataset(tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFER_SWEEP_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setitem(data.DATASETS, "tiny-once", data.DatasetSpec("tiny-once", 20, TINY_RECIPE, _arrays))
+    monkeypatch.setitem(data.DATASETS, "tiny-once", data.DatasetSpec("tiny-once", 20, TINY_RECIPE,
+                                                               lambda: noise_arrays(1, 2, 2)))
     data.clear_memo()
     yield
     data.clear_memo()

@@ -22,12 +22,11 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # plan_helpers, when run as a script
 
-from plan_helpers import planned_settings  # noqa: E402
+from plan_helpers import noise_arrays, planned_settings  # noqa: E402
 
 from sweepcore import records  # noqa: E402
 from sweepcore.settings import PROTOCOL_VERSION, RNG_VERSION  # noqa: E402
@@ -51,17 +50,10 @@ CASES = [
 ]
 
 
-def _arrays(shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-    rng = np.random.RandomState(2014)  # the legacy generator: its stream is fixed across NumPy versions
-    return {"train_x": rng.randint(0, 256, (40, *shape)).astype(np.uint8),
-            "train_y": np.repeat(np.arange(20), 2).astype(np.uint8),
-            "test_x": rng.randint(0, 256, (20, *shape)).astype(np.uint8),
-            "test_y": np.arange(20).astype(np.uint8)}
-
-
 def _register() -> None:
-    data.register_dataset(data.DatasetSpec("golden-gray", 20, {"version": 1}, lambda: _arrays((28, 28))))
-    data.register_dataset(data.DatasetSpec("golden-rgb", 20, {"version": 1}, lambda: _arrays((227, 227, 3))))
+    data.register_dataset(data.DatasetSpec("golden-gray", 20, {"version": 1}, lambda: noise_arrays(2014, 2, 1)))
+    data.register_dataset(data.DatasetSpec("golden-rgb", 20, {"version": 1},
+                                           lambda: noise_arrays(2014, 2, 1, (227, 227, 3))))
     data.clear_memo()
 
 

@@ -133,11 +133,11 @@ def test_an_unreachable_store_is_one_line_exit_2(tmp_path):
 
 
 def _seed_drawing(folder: Path, treatment: str) -> str:
-    """A --seed whose one-row draw is the row of `treatment` (the draw is verify's own, seeded)."""
-    import random
-    rows = sorted(pq.read_table(folder / "results.parquet").to_pylist(), key=lambda r: r["key"])
+    """A --seed whose one-row draw is the row of `treatment` (verify's own draw)."""
+    from orchestrator.verify import Rows, sample
+    rows = Rows(str(folder), pq.read_table(folder / "results.parquet").to_pylist())
     for seed in range(100):
-        if random.Random(seed).sample(rows, 1)[0]["treatment"] == treatment:
+        if sample(rows, 1, seed)[0]["treatment"] == treatment:
             return str(seed)
     raise AssertionError("no seed draws it")
 
