@@ -338,11 +338,16 @@ def _run(spec: SweepSpec, address: Optional[str], verbose: bool = False, force: 
     if summary.trained:
         local = not (address or os.environ.get("RAY_ADDRESS"))
         console.print(training_times_line(store, summary.trained, local), markup=False)
-    if not summary.ok:
-        console.print(f"[red]{len(summary.failed)} failed, {len(summary.blocked)} blocked by a failed "
-                      f"base[/]: `transfer-sweep status {spec.name} --store {spec.store}` shows the "
-                      f"errors; `{resume_command(spec)}` retries them", markup=False)
+    if summary.failed or summary.blocked:
+        console.print(f"{len(summary.failed)} failed, {len(summary.blocked)} blocked by a failed base"
+                      + (f", {len(summary.stopped)} not run (stopped)" if summary.stopped else "")
+                      + f": `transfer-sweep status {spec.name} --store {spec.store}` shows the errors; "
+                      f"`{resume_command(spec)}` retries them", style="red", markup=False)
         return EXIT_FAILED
+    if summary.stopped:
+        console.print(f"stopped: {len(summary.stopped)} trials not run, none failed; committed results are "
+                      f"kept: `{resume_command(spec)}` runs the rest", style="yellow", markup=False)
+        return EXIT_INTERRUPTED
     return 0
 
 

@@ -55,12 +55,13 @@ class RunSummary:
     completed: int = 0
     failed: list[str] = field(default_factory=list)   # keys whose trial errored after all retries
     blocked: list[str] = field(default_factory=list)  # keys whose base failed, so never started
+    stopped: list[str] = field(default_factory=list)  # keys neither committed nor failed: the run was stopped
     wall_seconds: float = 0.0
     trained: list[str] = field(default_factory=list)  # keys committed by this run
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.blocked
+        return not self.failed and not self.blocked and not self.stopped
 
 
 class DependencySearcher(Searcher):
@@ -260,11 +261,30 @@ def run_plan(plan: Plan, spec: SweepSpec, store_uri: str, endpoint: Optional[str
     summary.completed = len(committed) - len(done)
     summary.trained = sorted(committed - done)
     by_key = plan.by_key()
-    missing = [k for k in by_key if k not in committed]
-    summary.blocked = sorted(k for k in missing if by_key[k].base_key and by_key[k].base_key not in committed)
-    summary.failed = sorted(k for k in missing if k not in summary.blocked)
+    summary.failed, summary.blocked, summary.stopped = sort_missing(by_key, committed, searcher.failed)
     summary.wall_seconds = time.monotonic() - started
     return summary
+
+
+def sort_missing(by_key: dict[str, PlannedTrial], committed: set[str],
+                 errored: set[str]) -> tuple[list[str], list[str], list[str]]:
+    """The planned keys a run did not commit, as (failed, blocked, stopped): failed ended in an error
+    after their retries; blocked have a failed trial somewhere down their chain of bases; stopped are
+    the rest, which the run never finished because it was stopped (Ctrl+C or SIGTERM to the driver),
+    not because anything went wrong. Each list sorted."""
+    missing = [k for k in by_key if k not in committed]
+    failed = {k for k in missing if k in errored}
+
+    def base_failed(key: str) -> bool:
+        base = by_key[key].base_key
+        while base is not None:
+            if base in failed:
+                return True
+            base = by_key[base].base_key if base in by_key else None
+        return False
+
+    blocked = {k for k in missing if k not in failed and base_failed(k)}
+    return sorted(failed), sorted(blocked), sorted(set(missing) - failed - blocked)
 
 
 def _exit_lost(line: str) -> None:

@@ -74,9 +74,13 @@ def test_sweep_commits_one_ok_row_per_trial_and_trains_each_base_once(ray_head, 
 
 def test_transfer_starts_before_a_slow_unrelated_base_finishes(ray_head, tmp_path):
     # baseB trains on one half; 'base all' on all 20 classes: twice the iterations at the same epochs.
+    # Half a CPU per trial gives the head's 2 CPUs 4 slots, so all three bases start at once and 'base
+    # all' is still running when baseB ends, whatever order they were queued in (with 2 slots it could
+    # start third, after baseA, and end with baseB: the race that once failed this test in CI).
     spec_path = tiny_spec(tmp_path, "nobarrier", treatments=["base", "selffer"], layers=[1],
                           splits=["random:0", {"split": "all", "treatments": ["base"]}],
-                          train={"iterations": None, "epochs": 0.4, "eval_every": 10, "checkpoint_every": 20})
+                          train={"iterations": None, "epochs": 0.4, "eval_every": 10, "checkpoint_every": 20},
+                          resources={"cpus": 0.5})
     store_dir = tmp_path / "store"
     proc = cli("run", str(spec_path), "--store", str(store_dir), "--address", ray_head.address,
                env=env_with(ray_head))
@@ -88,6 +92,7 @@ def test_transfer_starts_before_a_slow_unrelated_base_finishes(ray_head, tmp_pat
     started = {name: dt.datetime.fromisoformat(read_attempts(store, t.key)[0]["at"]) for name, t in by_name.items()}
     slow_base_done = rows["base all s0"]["finished_at"]
     assert rows["base all s0"]["steps"] == 2 * rows["baseB random:0 s0"]["steps"]
+    assert started["base all s0"] < rows["baseB random:0 s0"]["finished_at"]  # the two bases overlap
     assert started["BnB n=1 random:0 s0"] >= rows["baseB random:0 s0"]["finished_at"]  # waits for its base
     assert started["BnB n=1 random:0 s0"] < slow_base_done  # ...but not for an unrelated one
 
