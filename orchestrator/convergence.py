@@ -8,8 +8,15 @@ random-split family (the one claims 1, 2, 3, 5 and 6 use):
 
 - plateau: each base's curve gains at most ``PLATEAU_GAIN`` (or no more than twice its own noise) over
   the last ``LATE_FRACTION`` of its steps (least-squares slope of the evaluations there);
-- BnB(1) − base within ±``SELFFER_TOL`` (the paper: +0.2 pp);
-- BnB+(n) − base at most ``FINETUNE_TOL`` at every n present (the paper: −0.7 .. +0.6 pp).
+- BnB(1) − base within ±``SELFFER_TOL`` (the paper: +0.2 pp), by TOST: its 90% CI inside the margin;
+- BnB+(n) − base at most ``FINETUNE_TOL`` at every n present (the paper: −0.7 .. +0.6 pp): its 90% CI's
+  upper bound below it.
+
+Each check passes only on its interval, never on a mean; it *fails* when its mean is already outside
+(the point estimate says extra training bought more than the margin), and is *unresolved* otherwise.
+The study is *converged* only when both selffer checks pass (and no base is still rising), *under-trained*
+when any check fails (claim 1 and a pass of 2 or 3 are then confounded), *not shown* when a check is unresolved or
+missing (claims 5 and 6 are confounded unless converged), and *not checked* when nothing could run.
 
 The plateau test alone is weak: a schedule that decays the learning rate to 0 flattens the end of
 every curve, however short (measured: at most +0.5 pp over the last 20 % for 5- to 40-epoch bases whose
@@ -29,12 +36,14 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.stats import RANDOM_SPLIT, Point, contrast, family_of
+from orchestrator.verdicts import EQUIVALENCE_LEVEL, FAILS, HOLDS, UNDECIDED, equivalence, upper_bounded
 
 PLATEAU_GAIN = 0.003    # 0.3 pp over the last 20 % of training: the length-choice criterion
 LATE_FRACTION = 0.2
 SELFFER_TOL = 0.005     # |BnB(1) − base|: the paper's BnB(1) is +0.2 pp
 FINETUNE_TOL = 0.007    # BnB+(n) − base: the paper's range is −0.7 .. +0.6 pp
-CONVERGED, UNDER_TRAINED, NOT_CHECKED = "converged", "under-trained", "not checked"
+CONVERGED, UNDER_TRAINED, NOT_SHOWN, NOT_CHECKED = "converged", "under-trained", "not shown", "not checked"
+PASSED, FAILED, UNRESOLVED = "passed", "failed", "unresolved"  # one check's outcome (or NOT_CHECKED)
 
 
 @dataclass(frozen=True)
@@ -57,32 +66,59 @@ class BaseCurve:
 
 
 @dataclass(frozen=True)
+class Check:
+    """One of the three checks: what it tests, its outcome (passed, failed, unresolved, not checked)
+    and one line that says why."""
+
+    name: str
+    outcome: str
+    why: str
+
+
+@dataclass(frozen=True)
 class Convergence:
     """The study's convergence check: the per-base plateaus, the selffer points and the verdict."""
 
-    verdict: str                                   # converged, under-trained, or not checked
+    verdict: str                                   # converged, under-trained, not shown, or not checked
     problems: tuple[str, ...]                      # one line per failed check
     bases: tuple[BaseCurve, ...] = ()
     selffer: Optional[Point] = None                # BnB(1) − base, |x| ≤ SELFFER_TOL
     finetune: tuple[Point, ...] = field(default=())  # BnB+(n) − base, x ≤ FINETUNE_TOL
+    checks: tuple[Check, ...] = ()
 
     @property
     def confounding(self) -> bool:
         """True when the check failed: claims that compare a low n or a '+' arm with base are confounded."""
         return self.verdict == UNDER_TRAINED
 
+    @property
+    def shown(self) -> bool:
+        """True only when convergence was shown on intervals (claims 5 and 6 need it)."""
+        return self.verdict == CONVERGED
+
+    def ran(self) -> str:
+        """'plateau passed, BnB(1) − base unresolved, BnB+ − base not checked': what the check did."""
+        return ", ".join(f"{c.name} {c.outcome}" for c in self.checks) or "no check ran"
+
     def headline(self) -> str:
         """One line for the top of a report."""
         if self.verdict == CONVERGED:
-            return (f"Convergence check passed: every random-split base on a plateau, |BnB(1) − base| ≤ "
-                    f"{SELFFER_TOL * 100:.1f} pp, BnB+(n) − base ≤ {FINETUNE_TOL * 100:.1f} pp at every n.")
+            plateau = ("every random-split base on a plateau" if self.bases else "base curves not checked")
+            return (f"Convergence check passed: {plateau}; the 90% CI of BnB(1) − base inside ±"
+                    f"{SELFFER_TOL * 100:.1f} pp (TOST) and that of BnB+(n) − base below "
+                    f"{FINETUNE_TOL * 100:.1f} pp at every n.")
         if self.verdict == NOT_CHECKED:
             return ("Convergence not checked: the study has no random-split BnB(1), BnB+ or base curves; "
-                    "claims 1, 2 and 3 are judged without it.")
-        return ("**Bases under-trained**: " + "; ".join(self.problems) + ". Claims 1, 2 and 3 are marked "
-                "confounded: a selffer or a fine-tuned network gains from extra training. A longer schedule "
-                "(`--set train.epochs=...`, a new key for every trial) is needed; `bench/plateau.py` measures how "
-                "the bases' accuracy grows with the length, and `transfer-sweep plan` what a length costs.")
+                    "claims 1, 2 and 3 are judged without it, claims 5 and 6 are confounded.")
+        if self.verdict == NOT_SHOWN:
+            return ("Convergence not shown: " + "; ".join(f"{c.name} {c.outcome} ({c.why})" for c in self.checks)
+                    + ". Claims 5 and 6 are marked confounded: without it AnB+ − BnB+ may measure how much "
+                    "the extra training still buys rather than the transferred features.")
+        return ("**Bases under-trained**: " + "; ".join(self.problems) + ". Claim 1, a pass of claims 2 and 3, "
+                "and claims 5 and 6 are marked confounded: a selffer or a fine-tuned network gains from extra "
+                "training. A longer schedule (`--set train.epochs=...`, a new key for every trial) is needed; "
+                "`bench/plateau.py` measures how the bases' accuracy grows with the length, and "
+                "`transfer-sweep plan` what a length costs.")
 
 
 def late_gain(curve: pd.DataFrame, fraction: float = LATE_FRACTION) -> tuple[float, float, int]:
@@ -121,7 +157,7 @@ def base_curves(prepared: pd.DataFrame, curves: Optional[pd.DataFrame]) -> tuple
 def check_convergence(prepared: pd.DataFrame, curves: Optional[pd.DataFrame] = None) -> Convergence:
     """The convergence check of one dataset's prepared results (see the module docstring)."""
     rs = prepared[prepared.family == RANDOM_SPLIT]
-    problems = []
+    problems, checks = [], []
     curves_ = base_curves(prepared, curves)
     random_bases = [b for b in curves_ if family_of(b.split) == RANDOM_SPLIT]
     rising = [b for b in random_bases if b.plateau is False]
@@ -130,38 +166,75 @@ def check_convergence(prepared: pd.DataFrame, curves: Optional[pd.DataFrame] = N
         problems.append(f"{len(rising)} of {len(random_bases)} random-split "
                         f"bases still rising over the last {LATE_FRACTION:.0%} of training (largest gain "
                         f"{worst.gain * 100:+.2f} pp, {worst.name})")
+    checks.append(Check("plateau", (FAILED if rising else PASSED) if random_bases else NOT_CHECKED,
+                        f"{len(rising)} of {len(random_bases)} bases rising" if random_bases else "no base curves"))
     bnb1 = rs[(rs.treatment == "selffer") & (rs.n == 1)]
     selffer = None
     if not bnb1.empty and bnb1["pbase"].notna().any():
         selffer = Point("BnB(1) − base", contrast([(1, bnb1)], "pdelta"), "|≤|", SELFFER_TOL)
-        if abs(selffer.diff.mean) > SELFFER_TOL:
+        outside = abs(selffer.diff.mean) > SELFFER_TOL
+        tost = equivalence(selffer.diff, SELFFER_TOL)
+        outcome = PASSED if tost == HOLDS else FAILED if tost == FAILS or outside else UNRESOLVED
+        if outcome == FAILED:
             below = (" (below: the re-initialised layers 2..8 did not reach the base in the same schedule)"
                      if selffer.diff.mean < 0 else "")
             problems.append(f"BnB(1) − base = {selffer.diff.mean * 100:+.2f} pp, outside ±{SELFFER_TOL * 100:.1f} pp"
                             + below)
+        checks.append(Check("BnB(1) − base", outcome, f"{selffer.diff.text()}, TOST at ±{SELFFER_TOL * 100:.1f} pp"))
+    else:
+        checks.append(Check("BnB(1) − base", NOT_CHECKED, "no random-split BnB(1)"))
     plus = rs[(rs.treatment == "selffer+") & rs["pbase"].notna()]
     finetune = tuple(Point(f"BnB+({n}) − base", contrast([(1, plus[plus.n == n])], "pdelta"), "≤", FINETUNE_TOL)
                      for n in sorted(plus["n"].unique()))
-    above = [pt for pt in finetune if pt.diff.mean > FINETUNE_TOL]
+    outcomes = [upper_bounded(pt.diff, FINETUNE_TOL) for pt in finetune]
+    above = [pt for pt, v in zip(finetune, outcomes) if v == FAILS]
     if above:
         largest = max(above, key=lambda pt: pt.diff.mean)
         problems.append(f"BnB+ − base above {FINETUNE_TOL * 100:.1f} pp at {len(above)} of {len(finetune)} n "
                         f"(largest {largest.label} = {largest.diff.mean * 100:+.2f} pp)")
-    if selffer is None and not finetune and not random_bases:
-        return Convergence(NOT_CHECKED, (), curves_)
-    return Convergence(UNDER_TRAINED if problems else CONVERGED, tuple(problems), curves_, selffer, finetune)
+    if finetune:
+        outcome = FAILED if above else PASSED if all(v == HOLDS for v in outcomes) else UNRESOLVED
+        checks.append(Check("BnB+ − base", outcome, f"90% upper bounds below {FINETUNE_TOL * 100:.1f} pp at "
+                            f"{sum(v == HOLDS for v in outcomes)} of {len(finetune)} n"))
+    else:
+        checks.append(Check("BnB+ − base", NOT_CHECKED, "no random-split BnB+"))
+    by_name = {c.name: c.outcome for c in checks}
+    if all(c.outcome == NOT_CHECKED for c in checks):
+        verdict = NOT_CHECKED
+    elif problems:
+        verdict = UNDER_TRAINED
+    elif by_name["BnB(1) − base"] == PASSED and by_name["BnB+ − base"] == PASSED:
+        verdict = CONVERGED
+    else:
+        verdict = NOT_SHOWN
+    return Convergence(verdict, tuple(problems), curves_, selffer, finetune, tuple(checks))
+
+
+def _met(pt: Point) -> str:
+    """The convergence table's 'met' cell: the check's outcome on the point's interval."""
+    if pt.op == "|≤|":
+        v = equivalence(pt.diff, pt.threshold)
+        outside = abs(pt.diff.mean) > pt.threshold
+    else:
+        v = upper_bounded(pt.diff, pt.threshold)
+        outside = pt.diff.mean > pt.threshold
+    if v == HOLDS:
+        return "yes (90% CI inside)"
+    return "**no**" if v == FAILS or outside else ("not shown (90% CI crosses the margin)" if v == UNDECIDED
+                                                   else "not shown (no CI)")
 
 
 def convergence_md(conv: Convergence) -> str:
     """Markdown: the headline, the selffer points with CIs, and the late gain of every base."""
-    lines = [conv.headline(), ""]
+    lines = [conv.headline(), "", f"Checks that ran: {conv.ran()}.", ""]
     points = ([conv.selffer] if conv.selffer else []) + list(conv.finetune)
     if points:
-        lines += ["| check | difference, 95% CI | rule | met |", "|---|---|---|---|"]
+        lines += ["| check | difference, 95% CI | 90% CI | rule | met |", "|---|---|---|---|---|"]
         for pt in points:
-            met = pt.margin.mean >= 0
-            lines.append(f"| {pt.label} | {pt.diff.text()} | {pt.rule.replace('|', chr(92) + '|')} | "
-                         f"{'yes' if met else '**no**'} |")
+            low90, high90 = pt.diff.bounds(EQUIVALENCE_LEVEL)
+            ci90 = f"[{low90:+.4f}, {high90:+.4f}]" if pt.diff.has_ci else "—"
+            lines.append(f"| {pt.label} | {pt.diff.text()} | {ci90} | {pt.rule.replace('|', chr(92) + '|')} | "
+                         f"{_met(pt)} |")
         lines.append("")
     if conv.bases:
         lines += [f"Late gain of each base (least-squares slope of its evaluations over the last "

@@ -33,6 +33,7 @@ from orchestrator.stats import (  # noqa: E402
     ALL,
     CI_METHOD,
     CONTRAST_METHOD,
+    MIN_CLUSTERS,
     NATMAN,
     RANDOM_SPLIT,
     REQUIRED,
@@ -40,7 +41,9 @@ from orchestrator.stats import (  # noqa: E402
     noise_level,
     pair_with_bases,
     significance,
+    split_icc,
 )
+from orchestrator.verdicts import MEANING, VERDICTS  # noqa: E402
 from sweepcore.settings import PROTOCOL_VERSION  # noqa: E402
 from sweepcore.vocabulary import DATASETS, TREATMENT_LABEL, TREATMENTS  # noqa: E402
 
@@ -363,10 +366,35 @@ def _power_cell(c: Claim) -> str:
     return f"{c.detectable:+.4f} / {c.paper_effect:+.4f}: {'powered' if c.powered else '**underpowered**'}"
 
 
-def claims_md(claims: list[Claim], noise_text: str) -> str:
+VERDICT_LEGEND = "Verdicts: " + "; ".join(f"*{v}*: {MEANING[v]}" for v in VERDICTS) + "."
+
+
+def replication_text(prepared: pd.DataFrame) -> str:
+    """What the study's replication lets its intervals say: conditional on one split, two splits that
+    cannot show split-level variance, or split-clustered intervals with the split ICC."""
+    rs = prepared[prepared.family == RANDOM_SPLIT]
+    splits = sorted(rs["split"].unique())
+    seeds = sorted(rs["seed"].unique()) if "seed" in rs else [0]
+    if not splits:
+        return "Replication: no random split."
+    if len(splits) == 1:
+        return (f"Replication: one random split ({splits[0]}) × {len(seeds)} seed(s): seeds are nested in it, so "
+                f"every CI is conditional on split {splits[0]} (its halves and its test sets); how much the "
+                "results move from split to split is not in any interval here.")
+    if len(splits) < MIN_CLUSTERS:
+        return (f"Replication: {len(splits)} random splits × {len(seeds)} seed(s), units (split, seed) pooled; "
+                f"with fewer than {MIN_CLUSTERS} splits no split-level variance can be checked.")
+    icc, k = split_icc(prepared)
+    icc_text = f"{icc:.2f}" if icc == icc else "undefined (no spread within a split)"
+    return (f"Replication: {len(splits)} random splits × {len(seeds)} seed(s): intervals with several seeds "
+            f"per split are over split means (clustered); split ICC of base accuracy {icc_text} "
+            f"(one-way ANOVA, {k} splits).")
+
+
+def claims_md(claims: list[Claim], noise_text: str, replication: str = "") -> str:
     """Markdown: the claims table (verdict, deciding point with its 95% CI and margin, deciding numbers,
     tolerance) and one detail line each, with every point's CI."""
-    lines = [noise_text, "", CONTRAST_METHOD, "",
+    lines = [noise_text, "", *([replication, ""] if replication else []), CONTRAST_METHOD, "", VERDICT_LEGEND, "",
              "| # | claim | verdict | key difference, 95% CI | margin to the rule, 95% CI | power: detectable "
              "effect / paper's effect scaled | deciding numbers | tolerance |", "|---|---|---|---|---|---|---|---|"]
     for c in claims:
@@ -487,14 +515,14 @@ def write_report(results: pd.DataFrame, out_dir: Union[str, Path], planned: Opti
         conv, claims = check_study(results, metric, dataset=ds, curves=curves)
         all_claims += claims
         convergence[ds] = conv
-        if conv.confounding:
+        if not conv.shown:
             md.insert(2, f"> {'`' + ds + '`: ' if len(datasets) > 1 else ''}{conv.headline()}\n")
         noise = noise_level(p)
         md += [f"## Dataset `{ds}`", "", "### Convergence", "", convergence_md(conv),
                "### The paper's claims", "",
                claims_md(claims, f"Noise: base sd = {noise.sd:.4f} ({noise.source}) → tolerance "
                                  f"{noise.tol:.4f}. Comparisons pair every trial with the base of its "
-                                 "own target task."), "",
+                                 "own target task.", replication_text(p)), "",
                *([f"_Caveat: {DATASET_CAVEATS[ds]}_", ""] if ds in DATASET_CAVEATS and (p.family == NATMAN).any()
                  else []),
                "### Results: mean ± sd (count) per treatment and n", "",

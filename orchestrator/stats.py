@@ -30,6 +30,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as student_t
 
 RANDOM_SPLIT, NATMAN, ALL, OTHER = "random-split", "natman", "all", "other"
 # The paper's spread between random splits (0.5 pp); used as sd when fewer than 2 bases exist.
@@ -38,25 +39,17 @@ FALLBACK_NOISE_SD = 0.005
 # it (its BnB+ at n=1 is 0.007 below base, 1.3 sd).
 TOL_SIGMAS = 2.0
 REQUIRED = ("dataset", "split", "target_half", "n", "treatment")
-# Two-sided 95% Student t quantiles t(0.975, df). df beyond the table uses the next smaller entry
-# (conservative); df > 120 uses the normal 1.96.
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-         10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110,
-         18: 2.101, 19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060,
-         26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
-# One-sided 80% Student t quantiles t(0.80, df), for the power of a 95% test.
-_T80 = {1: 1.376, 2: 1.061, 3: 0.978, 4: 0.941, 5: 0.920, 6: 0.906, 7: 0.896, 8: 0.889, 9: 0.883,
-        10: 0.879, 11: 0.876, 12: 0.873, 13: 0.870, 14: 0.868, 15: 0.866, 16: 0.865, 17: 0.863,
-        18: 0.862, 19: 0.861, 20: 0.860, 25: 0.856, 30: 0.854, 40: 0.851, 60: 0.848, 120: 0.845}
-CI_METHOD = ("95% CI = mean ± t·sd/√k with t = t(0.975, k−1) from a built-in Student-t table "
-             "(k−1 > 30 uses the next smaller tabulated df, k−1 > 120 the normal 1.96); none for k = 1")
+CI_METHOD = "95% CI = mean ± t·sd/√k with t = t(0.975, k−1), the Student t quantile (scipy); none for k = 1"
 CONTRAST_METHOD = (
-    "CIs of the claims (95%, Student t from a built-in table): the unit of replication is one (split, seed). "
+    "CIs of the claims (95%, Student t): the unit of replication is one (split, seed). "
     "Each trial is paired with the base of its own target half and seed; a difference of treatments is "
     "taken per (split, target half, seed) cell that holds every term, the cells of a unit (the two "
     "directions of a split, which share their bases crosswise) are averaged, and the interval is a "
-    "one-sample t interval over units ('k=6': 6 units, df 5). Units of different random splits are one "
-    "sample, so split-to-split variance is in the interval. Where fewer than 2 units hold every term "
+    "one-sample t interval over units ('k=6': 6 units, df 5). Units of two random splits are one sample; "
+    "with 3 or more splits and several seeds in a split, the interval is over split means instead "
+    "('k=4 splits, clustered'), so that seeds nested in a split are not counted as independent; with one "
+    "split every interval is conditional on that split (its halves and test sets). Where fewer than 2 "
+    "units hold every term "
     "(different splits, as man-made/natural against the random halves), the terms' unit means are "
     "compared with the Welch standard error and Welch–Satterthwaite df, rounded down ('k=3 vs 6, "
     "Welch'). The margin is the distance of the difference to its rule's threshold, positive where the "
@@ -65,25 +58,22 @@ CONTRAST_METHOD = (
     "difference the test finds with 80% power, (t(0.975, df) + t(0.80, df)) × standard error.")
 UNIT = ("split", "seed")
 CELL = ("split", "target_half", "seed")
-PAIRED, WELCH, NONE = "paired", "Welch", "none"
+PAIRED, CLUSTERED, WELCH, NONE = "paired", "clustered", "Welch", "none"
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The p quantile of Student's t with df degrees of freedom (nan for df < 1)."""
+    return float(student_t.ppf(p, df)) if df >= 1 else math.nan
 
 
 def t_critical(df: int) -> float:
     """Two-sided 95% Student t quantile for df degrees of freedom (nan for df < 1)."""
-    if df < 1:
-        return math.nan
-    if df > 120:
-        return 1.96
-    return _T975[max(k for k in _T975 if k <= df)]
+    return t_quantile(0.975, df)
 
 
 def t_power(df: int) -> float:
-    """One-sided 80% Student t quantile for df degrees of freedom (nan for df < 1; > 120: normal 0.842)."""
-    if df < 1:
-        return math.nan
-    if df > 120:
-        return 0.842
-    return _T80[max(k for k in _T80 if k <= df)]
+    """One-sided 80% Student t quantile for df degrees of freedom (nan for df < 1)."""
+    return t_quantile(0.80, df)
 
 
 def describe(values: Iterable[float]) -> dict:
@@ -103,9 +93,10 @@ def _signed(x: float) -> str:
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean with its 95% CI. k: replicates (units when paired, the smallest group when Welch);
-    sizes: the group sizes (Welch) or (k,) (paired); method: 'paired', 'Welch' or 'none' (no CI);
-    se and df: the standard error and degrees of freedom behind the interval."""
+    """A mean with its 95% CI. k: replicates (units when paired, splits when clustered, the smallest
+    group when Welch); sizes: the group sizes (Welch) or (k,); method: 'paired', 'clustered', 'Welch' or
+    'none' (no CI); se and df: the standard error and degrees of freedom behind the interval; splits:
+    the random splits its units come from (one split: the interval is conditional on it)."""
 
     mean: float
     low: float
@@ -115,10 +106,25 @@ class Interval:
     sizes: tuple = ()
     se: float = math.nan   # standard error of the mean (nan without a CI)
     df: int = 0            # degrees of freedom of the t quantile (0 without a CI)
+    splits: tuple = ()
 
     @property
     def has_ci(self) -> bool:
         return self.low == self.low and self.high == self.high
+
+    @property
+    def conditional_on(self) -> str:
+        """The one split an interval with a CI rests on ('' when its units span several)."""
+        return str(self.splits[0]) if self.has_ci and len(self.splits) == 1 else ""
+
+    def bounds(self, level: float) -> tuple[float, float]:
+        """The interval at another confidence level (0.90 for TOST), from the same se and df."""
+        if not self.has_ci:
+            return math.nan, math.nan
+        if self.se == 0:
+            return self.mean, self.mean
+        half = t_quantile(0.5 + level / 2, self.df) * self.se
+        return self.mean - half, self.mean + half
 
     def excludes_zero(self) -> Optional[bool]:
         """True when the CI lies on one side of 0; None without a CI."""
@@ -127,25 +133,39 @@ class Interval:
     def text(self, size: bool = True) -> str:
         """'+0.1623 [+0.1410, +0.1830] (k=6)', '... (k=3 vs 6, Welch)', '+0.0100 (k=1, no CI)';
         size=False leaves out the parenthesis."""
-        k = f"k={self.k}" if self.method != WELCH else f"k={' vs '.join(map(str, self.sizes))}, Welch"
+        k = {WELCH: f"k={' vs '.join(map(str, self.sizes))}, Welch",
+             CLUSTERED: f"k={self.k} splits, clustered"}.get(self.method, f"k={self.k}")
         ci = f" [{_signed(self.low)}, {_signed(self.high)}]" if self.has_ci else ""
-        tail = f" ({k})" if self.has_ci else f" ({k}, no CI)"
+        where = f", conditional on split {self.conditional_on}" if self.conditional_on else ""
+        tail = f" ({k}{where})" if self.has_ci else f" ({k}, no CI)"
         return f"{_signed(self.mean)}{ci}{tail if size else ''}"
 
 
-def _welch(groups: list[tuple[float, np.ndarray]]) -> Interval:
+MIN_CLUSTERS = 3  # with fewer splits a split-level variance cannot be estimated
+
+
+def _welch(groups: list[tuple[float, np.ndarray]], splits: tuple = ()) -> Interval:
     """sum c·mean(v) over groups with the Welch–Satterthwaite CI; no CI when a group has one value."""
     sizes = tuple(len(v) for _, v in groups)
     mean = float(sum(c * v.mean() for c, v in groups)) if min(sizes) else math.nan
     if min(sizes) < 2:
-        return Interval(mean, math.nan, math.nan, min(sizes), NONE, sizes)
+        return Interval(mean, math.nan, math.nan, min(sizes), NONE, sizes, splits=splits)
     parts = [c * c * v.var(ddof=1) / len(v) for c, v in groups]
     se = math.sqrt(sum(parts))
     if se == 0:  # every group constant: the difference is exact
-        return Interval(mean, mean, mean, min(sizes), WELCH, sizes, 0.0, sum(sizes) - len(sizes))
+        return Interval(mean, mean, mean, min(sizes), WELCH, sizes, 0.0, sum(sizes) - len(sizes), splits)
     df = int(math.floor(se ** 4 / sum(q * q / (len(v) - 1) for q, (_, v) in zip(parts, groups)) + 1e-9))
     half = t_critical(df) * se
-    return Interval(mean, mean - half, mean + half, min(sizes), WELCH, sizes, se, df)
+    return Interval(mean, mean - half, mean + half, min(sizes), WELCH, sizes, se, df, splits)
+
+
+def interval_of(values: np.ndarray, method: str = PAIRED, splits: tuple = ()) -> Interval:
+    """The one-sample Student t interval of the mean of some replicate values (no CI for one value)."""
+    s = describe(values)
+    k = s["count"]
+    se = s["sd"] / math.sqrt(k) if k >= 2 else math.nan
+    return Interval(s["mean"], s["ci_low"], s["ci_high"], k, method if k >= 2 else NONE, (k,), se,
+                    k - 1 if k >= 2 else 0, splits)
 
 
 def contrast(terms: Sequence[tuple[float, pd.DataFrame]], column: str,
@@ -153,21 +173,62 @@ def contrast(terms: Sequence[tuple[float, pd.DataFrame]], column: str,
     """The 95% CI of sum coef·mean(rows[column]) over terms (coef, rows).
 
     Paired when at least 2 units hold every term: the contrast per cell (only cells present in every
-    term), averaged over the cells of each unit, then a Student t interval over units. Otherwise Welch
-    on each term's unit means. A single term is the CI of its mean over units.
+    term), averaged over the cells of each unit, then a Student t interval over units, or over split
+    means when the units come from MIN_CLUSTERS or more splits and some split holds several (seeds are
+    nested in splits). Otherwise Welch on each term's unit means. A single term is the CI of its mean
+    over units. The interval records the splits behind it.
     """
     cleaned = [(float(c), rows[rows[column].notna()]) for c, rows in terms]
     per_cell = [rows.groupby(list(cell), dropna=False)[column].mean() for _, rows in cleaned]
     joined = pd.concat(per_cell, axis=1, join="inner") if per_cell else pd.DataFrame()
+    split_level = list(unit).index("split") if "split" in unit else None
     if len(joined):
         values = pd.Series(joined.to_numpy() @ np.array([c for c, _ in cleaned]), index=joined.index)
         by_unit = values.groupby(level=[list(cell).index(u) for u in unit], dropna=False).mean()
         if len(by_unit) >= 2:
-            s = describe(by_unit.to_numpy())
-            k = s["count"]
-            return Interval(s["mean"], s["ci_low"], s["ci_high"], k, PAIRED, (k,), s["sd"] / math.sqrt(k), k - 1)
+            if split_level is None:
+                return interval_of(by_unit.to_numpy())
+            splits = tuple(sorted({str(s) for s in by_unit.index.get_level_values(split_level)}))
+            per_split = by_unit.groupby(level=split_level)
+            if len(splits) >= MIN_CLUSTERS and per_split.size().max() >= 2:
+                return interval_of(per_split.mean().to_numpy(), CLUSTERED, splits)
+            return interval_of(by_unit.to_numpy(), PAIRED, splits)
+    splits = tuple(sorted({str(s) for _, rows in cleaned for s in rows["split"]})) if split_level is not None \
+        and all("split" in rows.columns for _, rows in cleaned) else ()
     return _welch([(c, rows.groupby(list(unit), dropna=False)[column].mean().to_numpy(dtype=float))
-                   for c, rows in cleaned])
+                   for c, rows in cleaned], splits)
+
+
+def curvature_weights(ns: Sequence[int]) -> np.ndarray:
+    """The quadratic orthogonal-polynomial contrast over the layers ns: orthogonal to a constant and to
+    a linear trend, positive at the ends (a U shape is positive), scaled so its positive weights sum to
+    1 (n = 2..7: +.5, −.1, −.4, −.4, −.1, +.5). Needs 3 or more distinct n."""
+    x = np.asarray(sorted(ns), float)
+    if len(set(x)) < 3:
+        raise ValueError("a curvature contrast needs 3 or more distinct n")
+    q, _ = np.linalg.qr(np.vander(x - x.mean(), 3, increasing=True))
+    w = q[:, 2] * (1.0 if q[0, 2] > 0 else -1.0)
+    w[np.abs(w) < 1e-12] = 0.0
+    return w / w[w > 0].sum()
+
+
+def split_icc(prepared: pd.DataFrame) -> tuple[float, int]:
+    """The intraclass correlation of random-split base accuracy by split (one-way ANOVA estimator,
+    ICC(1), clipped at 0), and the number of splits; nan with fewer than MIN_CLUSTERS splits or no
+    split holding two bases. How much of the bases' spread is between splits rather than seeds."""
+    bases = prepared[(prepared.treatment == "base") & (prepared.family == RANDOM_SPLIT)]
+    groups = [g.to_numpy(float) for _, g in bases.groupby("split")["value"]]
+    if len(groups) < MIN_CLUSTERS or max(len(g) for g in groups) < 2:
+        return math.nan, len(groups)
+    sizes = np.array([len(g) for g in groups], float)
+    grand = np.concatenate(groups).mean()
+    msb = sum(n * (g.mean() - grand) ** 2 for n, g in zip(sizes, groups)) / (len(groups) - 1)
+    msw = sum(((g - g.mean()) ** 2).sum() for g in groups) / (sizes.sum() - len(groups))
+    n0 = (sizes.sum() - (sizes ** 2).sum() / sizes.sum()) / (len(groups) - 1)
+    denom = msb + (n0 - 1) * msw
+    if denom <= 1e-18:  # every base equal (to rounding): no variance to apportion
+        return math.nan, len(groups)
+    return max(0.0, float((msb - msw) / denom)), len(groups)
 
 
 def detectable(interval: Interval) -> float:
