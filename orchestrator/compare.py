@@ -172,9 +172,43 @@ def compare(first: Union[pd.DataFrame, list[pd.DataFrame]], second: Union[pd.Dat
                   f"{conv.headline()}"]
     lines += ["", f"| arm | {labels[0]} − base | {labels[1]} − base | {labels[1]} − {labels[0]} |", "|---|---|---|---|"]
     lines += [f"| {r['arm']} | {_pp(r['first'])} | {_pp(r['second'])} | {_pp(r['difference'])} |" for r in rows]
-    lines += ["", "![compare](compare.png)", ""]
+    notes = _caveats(a, b, rows, labels)
+    lines += ["", *[part for note in notes for part in (note, "")], "![compare](compare.png)", ""]
     write_text(out / "compare.md", "\n".join(lines))
     return {"rows": rows, "files": [str(out / "compare.png"), str(out / "compare.md")]}
+
+
+def direction_split(a: pd.DataFrame, b: pd.DataFrame, treatment: str, n: int) -> dict[str, float]:
+    """The second-minus-first difference of one arm within each direction (target half), in pp."""
+    out = {}
+    for half in sorted(set(a.target_half) & set(b.target_half)):
+        ra, rb = (df[(df.treatment == treatment) & (df.n == n) & (df.target_half == half)] for df in (a, b))
+        if len(ra) and len(rb):
+            out[half] = contrast([(1, rb), (-1, ra)], "pdelta").mean * 100
+    return out
+
+
+def _caveats(a: pd.DataFrame, b: pd.DataFrame, rows: list[dict], labels: tuple[str, str]) -> list[str]:
+    """What the table's intervals cannot say: one split, many cells, directions that disagree."""
+    notes = []
+    splits = sorted(a["split"].unique())
+    if len(splits) == 1:
+        notes.append(f"Every interval is conditional on split {splits[0]} (its halves and test sets): the seeds are "
+                     "nested in it, so split-to-split variation is in none of them.")
+    notes.append(f"The table holds {len(rows)} intervals, each at 95% and none adjusted for multiplicity: about one "
+                 f"in twenty excludes 0 by chance.")
+    disagree = []
+    for r in rows:
+        if r["treatment"] != "transfer":
+            continue
+        by_half = direction_split(a, b, r["treatment"], r["n"])
+        if len(by_half) == 2 and min(by_half.values()) < 0 < max(by_half.values()):
+            disagree.append(f"{r['arm']} (" + ", ".join(f"target {h} {v:+.2f}" for h, v in by_half.items()) + ")")
+    if disagree:
+        notes.append(f"AnB is compared within each direction (each trial against the base of its own target); "
+                     f"the two directions disagree in sign on {labels[1]} − {labels[0]} at " + "; ".join(disagree)
+                     + ": read those rows as the mean of two different tasks, not one effect.")
+    return notes
 
 
 def _plot(a: pd.DataFrame, b: pd.DataFrame, rows: list[dict], labels: tuple[str, str], path: Path) -> None:

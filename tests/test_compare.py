@@ -35,7 +35,23 @@ def test_only_cells_both_studies_hold_are_compared_and_a_shift_shows_exactly(tmp
     row = next(r for r in info["rows"] if r["arm"] == "BnB(3)")
     assert row["difference"].mean == pytest.approx(0.01, abs=1e-12) and row["difference"].k == 3
     assert row["first"].k == row["second"].k == 3  # the first study cut to the same cells
-    assert "random:0, seeds [0, 1, 2]" in (tmp_path / "compare.md").read_text()
+    md = (tmp_path / "compare.md").read_text()
+    assert "random:0, seeds [0, 1, 2]" in md
+    assert "Every interval is conditional on split random:0" in md   # one split left: it says so
+    assert f"The table holds {len(info['rows'])} intervals, each at 95% and none adjusted for multiplicity" in md
+
+
+def test_directions_that_disagree_are_named(tmp_path):
+    first = pd.read_parquet(PUBLISHED)
+    second = first.copy()
+    anb = (second.treatment == "transfer") & (second.n == 1)
+    second.loc[anb & (second.target_half == "A"), "top1_paper"] += 0.02
+    second.loc[anb & (second.target_half == "B"), "top1_paper"] -= 0.01
+    md_path = tmp_path / "compare.md"
+    compare(first, second, ("one", "two"), tmp_path)
+    assert ("the two directions disagree in sign on two − one at AnB(1) (target A +2.00, target B -1.00)"
+            in md_path.read_text())
+    assert "conditional on split" not in md_path.read_text()          # two splits
 
 
 def test_compare_of_a_missing_file_exits_2_with_one_line(tmp_path):
