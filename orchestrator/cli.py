@@ -23,7 +23,7 @@ from orchestrator.driver_job import is_jobs_address
 from orchestrator.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from orchestrator.lease import acquire as acquire_lease
 from orchestrator.plan import Plan, counts, make_plan
-from orchestrator.spec import SpecError, SweepSpec
+from orchestrator.spec import DEFAULT_STORE, SpecError, SweepSpec
 from orchestrator.spec_source import (
     StoredSpecCheck,
     is_spec_file,
@@ -92,9 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a spec field, e.g. --set train.epochs=1 (repeatable)")
 
-    def store_arg(sp, required=False):
-        sp.add_argument("--store", required=required, help="store root: folder or s3://bucket/prefix "
-                        "(default: the spec's store)")
+    def store_arg(sp, default="the spec's store"):
+        sp.add_argument("--store", help=f"store root: folder or s3://bucket/prefix (default: {default})")
         sp.add_argument("--endpoint", help="S3 endpoint URL (default: AWS_ENDPOINT_URL)")
 
     sp = sub.add_parser("plan", help="expand a spec and print the trial counts and the estimated CPU time")
@@ -118,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "against this machine's record of what was submitted")
     sp.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="with a spec file: override a spec field (repeatable)")
-    store_arg(sp)
+    store_arg(sp, f"the spec file's store; with a sweep name, {DEFAULT_STORE}")
     sp.add_argument("--address", help=ADDRESS_HELP)
     sp.add_argument("--force", action="store_true", help=FORCE_HELP)
     sp.add_argument("--spec-digest", metavar="SHA256", help="refuse to run unless the stored spec has this full "
@@ -130,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("status", help="done / running / failed / pending, from the store only")
     sp.add_argument("sweep", help="sweep name")
-    store_arg(sp)
+    store_arg(sp, DEFAULT_STORE)
     sp.add_argument("--address", metavar="URL", help="Ray Jobs API (dashboard) URL: also show the driver job")
     sp.set_defaults(func=cmd_status)
 
@@ -138,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("report", help="figures and the paper's claims, from the results")
     sp.add_argument("sweep", help="sweep name")
-    store_arg(sp)
+    store_arg(sp, DEFAULT_STORE)
     sp.add_argument("--out", help="output folder (default: <store>/sweeps/<name>/report when local, "
                     "else ./report-<name>)")
     sp.add_argument("--metric", choices=("top1_paper", "top1_final"), default="top1_paper")

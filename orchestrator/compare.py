@@ -25,6 +25,7 @@ import pandas as pd  # noqa: E402
 from orchestrator.convergence import check_convergence  # noqa: E402
 from orchestrator.errors import UsageError  # noqa: E402
 from orchestrator.output_files import output_folder, replacing, write_text  # noqa: E402
+from orchestrator.spec import DEFAULT_STORE  # noqa: E402
 from orchestrator.stats import CELL, RANDOM_SPLIT, Interval, contrast, pair_with_bases  # noqa: E402
 from sweepcore.records import MEASURED  # noqa: E402
 from sweepcore.vocabulary import TREATMENT_LABEL  # noqa: E402
@@ -41,7 +42,7 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
                     "several joined by ',' are one study (a trial in two of them counted once; its rows must agree)")
     sp.add_argument("second", help="the same, for the study to compare with")
     sp.add_argument("--labels", help="two names for the figure, comma-separated (default: the inputs)")
-    sp.add_argument("--store", default="./store", help="store of sweeps named by name (default ./store)")
+    sp.add_argument("--store", default=DEFAULT_STORE, help=f"store of sweeps named by name (default {DEFAULT_STORE})")
     sp.add_argument("--endpoint", help="S3 endpoint URL (default: AWS_ENDPOINT_URL)")
     sp.add_argument("--out", required=True, help="folder for compare.png and compare.md")
     sp.set_defaults(func=cmd_compare)

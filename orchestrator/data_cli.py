@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from orchestrator.errors import EXIT_FAILED
+from orchestrator.spec import DEFAULT_STORE
 from sweepcore.store import absolute_uri
 
 
@@ -26,7 +27,8 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
                     "listing and version its run would read; a run prepares it too when it is missing)")
     sp.add_argument("--src", help="imagenet: folder with train/<wnid>/*.JPEG and val/ (per-class folders, "
                     "or flat + LOC_val_solution.csv / val_labels.txt); readable at this path on every node")
-    sp.add_argument("--store", default="./store", help="store root: folder or s3://bucket/prefix (default ./store)")
+    sp.add_argument("--store", default=DEFAULT_STORE,
+                    help=f"store root: folder or s3://bucket/prefix (default {DEFAULT_STORE})")
     sp.add_argument("--endpoint", help="S3 endpoint URL (default: AWS_ENDPOINT_URL)")
     sp.add_argument("--shard-size", type=int, default=1000,
                     help="images per shard (default 1000: ~30 MB as JPEG, ~196 MB raw)")

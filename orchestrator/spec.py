@@ -52,6 +52,8 @@ MAX_YAML_DEPTH = 32  # a spec nests about 5 deep
 EXCERPT_CHARS = 80  # the most of any input value a message shows
 
 
+DEFAULT_STORE = "./store"  # the store every command uses when neither a spec nor --store names one
+
 class SpecError(Exception):
     """A one-line, user-facing description of what is wrong with a spec."""
 
@@ -256,7 +258,7 @@ class SweepSpec(_Frozen):
     model: ModelSpec = Field(default_factory=ModelSpec, description="network")
     train: TrainSpec = Field(description="solver")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="per-trial resources")
-    store: str = Field("./store", description="store root: a local folder or s3://bucket/prefix")
+    store: str = Field(DEFAULT_STORE, description="store root: a local folder or s3://bucket/prefix")
     endpoint: Optional[str] = Field(None, description="S3 endpoint URL (default: AWS_ENDPOINT_URL)")
     data_version: Optional[str] = Field(
         None, pattern=r"^[0-9a-f]{16,64}$",

@@ -17,7 +17,15 @@ from typing import Optional
 import yaml
 
 from orchestrator.errors import UsageError
-from orchestrator.spec import MAX_SPEC_BYTES, SpecError, SweepSpec, load_spec, parse_spec, read_spec_mapping
+from orchestrator.spec import (
+    DEFAULT_STORE,
+    MAX_SPEC_BYTES,
+    SpecError,
+    SweepSpec,
+    load_spec,
+    parse_spec,
+    read_spec_mapping,
+)
 from orchestrator.spec_trust import record_path, recorded, remember, submitted_digest, trusted_fields_line, verify
 from sweepcore.layout import SPEC_FILE, spec_path
 from sweepcore.records import read_data_version
@@ -25,7 +33,6 @@ from sweepcore.store import Store, absolute_uri, open_store
 from sweepcore.terminal import for_terminal
 from sweepcore.vocabulary import FACTORY_ENTRY_POINTS
 
-DEFAULT_STORE = "./store"
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 

@@ -30,8 +30,8 @@ from orchestrator.errors import EXIT_FAILED, EXIT_INTERRUPTED, UsageError
 from orchestrator.jobs_api import JobsApi
 from orchestrator.lease import JOB_META
 from orchestrator.plan import make_plan
-from orchestrator.spec import SweepSpec
-from orchestrator.spec_source import DEFAULT_STORE, record_spec, spec_from_args, stored_spec, with_data_version
+from orchestrator.spec import DEFAULT_STORE, SweepSpec
+from orchestrator.spec_source import record_spec, spec_from_args, stored_spec, with_data_version
 from orchestrator.spec_trust import recorded
 from sweepcore.records import committed_keys, read_failures
 from sweepcore.store import absolute_uri, open_store
@@ -55,7 +55,7 @@ def add_submit_parsers(sub) -> None:
 
     sp = sub.add_parser("logs", help="the driver's log (with --address), or the failed attempts in the store")
     sp.add_argument("sweep", help="sweep name")
-    _store_args(sp, "./store")
+    _store_args(sp, DEFAULT_STORE)
     sp.add_argument("--address", metavar="URL", help="Ray Jobs API (dashboard) URL: print the driver's log")
     sp.add_argument("--follow", action=argparse.BooleanOptionalAction, default=False,
                     help="with --address: keep streaming until the driver ends")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from orchestrator.errors import EXIT_FAILED, EXIT_OK, UsageError
-from orchestrator.spec_source import DEFAULT_STORE
+from orchestrator.spec import DEFAULT_STORE
 from sweepcore import records
 from sweepcore.layout import dataset_prefix
 from sweepcore.record_schema import RecordError
