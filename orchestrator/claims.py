@@ -155,9 +155,10 @@ def _ci_text(points: tuple, deciding: Optional[Point]) -> str:
 
 
 def _claim(cid, title, verdict, detail, numbers, tol, points=(), deciding=None, paper_effect=math.nan,
-           power=None, test="") -> Claim:
+           power=None, test="", note="") -> Claim:
     """A Claim with its deciding point (the smallest margin unless given) and the power of its test
-    (`power`: the interval whose detectable effect is reported; the deciding point's by default)."""
+    (`power`: the interval whose detectable effect is reported; the deciding point's by default);
+    `note` goes after the CIs, before the power."""
     points = tuple(points)
     deciding = deciding or deciding_point(points)
     power = power if power is not None else (deciding.diff if deciding else None)
@@ -166,9 +167,7 @@ def _claim(cid, title, verdict, detail, numbers, tol, points=(), deciding=None, 
                   {k: float(v) for k, v in numbers.items()}, float(tol), points=points, deciding=deciding,
                   detectable=detectable(power) if power is not None else math.nan, paper_effect=paper_effect,
                   test=test)
-    tail = claim.power_text() if verdict != HOLDS else ""
-    if test == _MEANS_TEST and deciding is not None and not deciding.margin.has_ci:
-        tail = "; ".join(t for t in ("no CI (one split of a family, or one unit): judged on the means", tail) if t)
+    tail = "; ".join(t for t in (note, claim.power_text() if verdict != HOLDS else "") if t)
     where = _conditional(points)
     return replace(claim, detail=claim.detail + (f"; {tail}" if tail else "") + where)
 
@@ -214,6 +213,16 @@ def _on_means(rule_met: bool, deciding: Optional[Point]) -> str:
     return FAILS if margin.high < 0 or (exact and margin.high <= 0) else UNDECIDED
 
 
+def _means_claim(cid, title, rule_met: bool, detail, numbers, tol, points) -> Claim:
+    """Claims 4, 7, 8: the verdict of the rule on the means held to the deciding margin's CI (_on_means);
+    without that CI the detail says the means decided."""
+    deciding = deciding_point(points)
+    note = ("no CI (one split of a family, or one unit): judged on the means"
+            if deciding is not None and not deciding.margin.has_ci else "")
+    return _claim(cid, title, _on_means(rule_met, deciding), detail, numbers, tol, points, deciding=deciding,
+                  test=_MEANS_TEST, note=note)
+
+
 def _no_data(cid, title, why, tol=0.0) -> Claim:
     return Claim(cid, title, NO_DATA, why, {}, float(tol))
 
@@ -250,8 +259,7 @@ def claim_general(p: pd.DataFrame, noise: Noise, conv: Convergence) -> Claim:
     outcomes = {pt.label: equivalence(pt.diff, noise.tol) for pt in points}
     verdict = combine(list(outcomes.values()))
     absent = [f"{t}({n})" for t in ("AnB", "BnB") for n in (1, 2) if f"{t}({n})-base" not in nums]
-    ci90 = ", ".join(f"{pt.label} [{pt.diff.bounds(EQUIVALENCE_LEVEL)[0]:+.4f}, "
-                     f"{pt.diff.bounds(EQUIVALENCE_LEVEL)[1]:+.4f}]: {outcomes[pt.label]}"
+    ci90 = ", ".join(f"{pt.label} {pt.diff.text_at(EQUIVALENCE_LEVEL)}: {outcomes[pt.label]}"
                      if pt.diff.has_ci else f"{pt.label} {_f(pt.diff.mean)}: no CI" for pt in points)
     detail = (f"equivalence |x − base| ≤ {noise.tol:.4f} ({noise.source}) by TOST, 90% CIs: {ci90}"
               + (f"; absent: {', '.join(absent)}" if absent else "")
@@ -352,8 +360,7 @@ def claim_specificity(p: pd.DataFrame, noise: Noise, conv: Convergence) -> Claim
              + f"; slope {_f(slope)}/layer, growing: {'yes' if growing else 'no'}",
              f"AnB({top}) lowest: {'yes' if lowest else 'no'}"]
     points = _specificity_points(anb_rows, bnb_rows, ns, anb, noise.tol)
-    return _claim(4, title, _on_means(below and growing and lowest, deciding_point(points)), "; ".join(parts),
-                  nums, noise.tol, points, test=_MEANS_TEST)
+    return _means_claim(4, title, below and growing and lowest, "; ".join(parts), nums, noise.tol, points)
 
 
 def _specificity_points(anb_rows, bnb_rows, ns, anb, tol) -> list[Point]:
@@ -389,11 +396,11 @@ def _plus_pairs(p: pd.DataFrame):
     return within(a_rows), within(b_rows), both
 
 
-def _boost_points(a_pair, b_pair, both) -> list[Point]:
-    """AnB+(n) − BnB+(n) in the same split and target half, at each n that holds both."""
+def _boost_points(a_pair, b_pair, both) -> dict[int, Point]:
+    """AnB+(n) − BnB+(n) in the same split and target half, by n, at each n that holds both."""
     plus_ns = sorted(int(n) for n in both.index.get_level_values("n").unique())
-    return [Point(f"AnB+({n}) − BnB+({n})", contrast([(1, _at(a_pair, n)), (-1, _at(b_pair, n))], "pdelta"), ">")
-            for n in plus_ns]
+    return {n: Point(f"AnB+({n}) − BnB+({n})", contrast([(1, _at(a_pair, n)), (-1, _at(b_pair, n))], "pdelta"),
+                     ">") for n in plus_ns}
 
 
 def _boost_test(effect: float) -> str:
@@ -420,7 +427,7 @@ def claim_boost(p: pd.DataFrame, noise: Noise, conv: Convergence) -> Claim:
         return _claim(5, title, NOT_IDENTIFIED, "AnB+ > base alone cannot separate transferred features from "
                       "extra training, and the study has no BnB+ in the same split and target half as its "
                       f"AnB+ (the control); {base_text}", nums, 0.0, vs_base, paper_effect=effect)
-    vs_plus = _boost_points(a_pair, b_pair, both)
+    vs_plus = list(_boost_points(a_pair, b_pair, both).values())
     nums.update({pt.label.replace(" − ", "-"): pt.diff.mean for pt in vs_plus})
     outcomes = [directional(pt.diff, effect) for pt in vs_plus] + [directional(pt.diff, math.nan) for pt in vs_base]
     deciding = min(vs_plus, key=lambda pt: pt.diff.mean)
@@ -444,10 +451,11 @@ def claim_plus_order(p: pd.DataFrame, noise: Noise, conv: Convergence) -> Claim:
         return _no_data(6, title, "needs AnB+ and BnB+ in the same split and target half")
     effect = _scaled(p, PAPER_EFFECT[6])
     pairs = both.groupby(level="n").size()
-    points = _boost_points(a_pair, b_pair, both)
+    by_n = _boost_points(a_pair, b_pair, both)
+    points = list(by_n.values())
     nums = {pt.label.replace(" − ", "-"): pt.diff.mean for pt in points}
     detail = ("mean over target tasks of AnB+ − BnB+: " + ", ".join(
-        f"{pt.label} {pt.diff.text()} ({pairs[int(pt.label.split('(')[1].split(')')[0])]} task(s))" for pt in points))
+        f"{pt.label} {pt.diff.text()} ({pairs[n]} task(s))" for n, pt in by_n.items()))
     claim = _claim(6, title, combine([directional(pt.diff, effect) for pt in points]), detail, nums, 0.0, points,
                    deciding=min(points, key=lambda pt: pt.diff.mean), paper_effect=effect, test=_boost_test(effect))
     return _confound(claim, conv, when="not shown")
@@ -481,7 +489,7 @@ def claim_distance(p: pd.DataFrame, noise: Noise, conv: Convergence) -> Claim:
               + (f"; fails at {', '.join(bad)}" if bad else "")
               + (f"; direction absent: {', '.join(absent)}" if absent else "")
               + _noise_note(margins, _relative_tol(p, noise), " relative"))
-    return _claim(7, title, _on_means(not bad, deciding_point(points)), detail, nums, 0.0, points, test=_MEANS_TEST)
+    return _means_claim(7, title, not bad, detail, nums, 0.0, points)
 
 
 def claim_random(p: pd.DataFrame, noise: Noise, conv: Convergence) -> Claim:
@@ -513,7 +521,7 @@ def claim_random(p: pd.DataFrame, noise: Noise, conv: Convergence) -> Claim:
               f"{_f(min(margins.values()))}" + (f"; fails at n = {bad}" if bad else "")
               + _noise_note(margins.values(), _relative_tol(p, noise) if rel else noise.tol,
                             " relative" if rel else ""))
-    return _claim(8, title, _on_means(not bad, deciding_point(points)), detail, nums, 0.0, points, test=_MEANS_TEST)
+    return _means_claim(8, title, not bad, detail, nums, 0.0, points)
 
 
 CLAIM_CHECKS: tuple[Callable[[pd.DataFrame, Noise, Convergence], Claim], ...] = (

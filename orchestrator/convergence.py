@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.stats import RANDOM_SPLIT, Point, contrast, family_of
-from orchestrator.verdicts import EQUIVALENCE_LEVEL, FAILS, HOLDS, UNDECIDED, equivalence, upper_bounded
+from orchestrator.verdicts import EQUIVALENCE_LEVEL, FAILS, HOLDS, equivalence, upper_bounded
 
 PLATEAU_GAIN = 0.003    # 0.3 pp over the last 20 % of training: the length-choice criterion
 LATE_FRACTION = 0.2
@@ -172,9 +172,7 @@ def check_convergence(prepared: pd.DataFrame, curves: Optional[pd.DataFrame] = N
     selffer = None
     if not bnb1.empty and bnb1["pbase"].notna().any():
         selffer = Point("BnB(1) − base", contrast([(1, bnb1)], "pdelta"), "|≤|", SELFFER_TOL)
-        outside = abs(selffer.diff.mean) > SELFFER_TOL
-        tost = equivalence(selffer.diff, SELFFER_TOL)
-        outcome = PASSED if tost == HOLDS else FAILED if tost == FAILS or outside else UNRESOLVED
+        outcome = point_outcome(selffer)
         if outcome == FAILED:
             below = (" (below: the re-initialised layers 2..8 did not reach the base in the same schedule)"
                      if selffer.diff.mean < 0 else "")
@@ -186,16 +184,16 @@ def check_convergence(prepared: pd.DataFrame, curves: Optional[pd.DataFrame] = N
     plus = rs[(rs.treatment == "selffer+") & rs["pbase"].notna()]
     finetune = tuple(Point(f"BnB+({n}) − base", contrast([(1, plus[plus.n == n])], "pdelta"), "≤", FINETUNE_TOL)
                      for n in sorted(plus["n"].unique()))
-    outcomes = [upper_bounded(pt.diff, FINETUNE_TOL) for pt in finetune]
-    above = [pt for pt, v in zip(finetune, outcomes) if v == FAILS]
+    outcomes = [point_outcome(pt) for pt in finetune]
+    above = [pt for pt, v in zip(finetune, outcomes) if v == FAILED]
     if above:
         largest = max(above, key=lambda pt: pt.diff.mean)
         problems.append(f"BnB+ − base above {FINETUNE_TOL * 100:.1f} pp at {len(above)} of {len(finetune)} n "
                         f"(largest {largest.label} = {largest.diff.mean * 100:+.2f} pp)")
     if finetune:
-        outcome = FAILED if above else PASSED if all(v == HOLDS for v in outcomes) else UNRESOLVED
+        outcome = FAILED if above else PASSED if all(v == PASSED for v in outcomes) else UNRESOLVED
         checks.append(Check("BnB+ − base", outcome, f"90% upper bounds below {FINETUNE_TOL * 100:.1f} pp at "
-                            f"{sum(v == HOLDS for v in outcomes)} of {len(finetune)} n"))
+                            f"{outcomes.count(PASSED)} of {len(finetune)} n"))
     else:
         checks.append(Check("BnB+ − base", NOT_CHECKED, "no random-split BnB+"))
     by_name = {c.name: c.outcome for c in checks}
@@ -210,18 +208,25 @@ def check_convergence(prepared: pd.DataFrame, curves: Optional[pd.DataFrame] = N
     return Convergence(verdict, tuple(problems), curves_, selffer, finetune, tuple(checks))
 
 
-def _met(pt: Point) -> str:
-    """The convergence table's 'met' cell: the check's outcome on the point's interval."""
+def point_outcome(pt: Point) -> str:
+    """One convergence point on its interval: PASSED when the 90% CI is inside its margin (TOST for
+    |x| ≤ tol, the upper bound for x ≤ tol), FAILED when the mean is already outside (or the 95% CI
+    wholly is), else UNRESOLVED."""
     if pt.op == "|≤|":
-        v = equivalence(pt.diff, pt.threshold)
-        outside = abs(pt.diff.mean) > pt.threshold
+        v, outside = equivalence(pt.diff, pt.threshold), abs(pt.diff.mean) > pt.threshold
     else:
-        v = upper_bounded(pt.diff, pt.threshold)
-        outside = pt.diff.mean > pt.threshold
-    if v == HOLDS:
+        v, outside = upper_bounded(pt.diff, pt.threshold), pt.diff.mean > pt.threshold
+    return PASSED if v == HOLDS else FAILED if v == FAILS or outside else UNRESOLVED
+
+
+def _met(pt: Point) -> str:
+    """The convergence table's 'met' cell: the point's outcome on its interval."""
+    outcome = point_outcome(pt)
+    if outcome == PASSED:
         return "yes (90% CI inside)"
-    return "**no**" if v == FAILS or outside else ("not shown (90% CI crosses the margin)" if v == UNDECIDED
-                                                   else "not shown (no CI)")
+    if outcome == FAILED:
+        return "**no**"
+    return "not shown (90% CI crosses the margin)" if pt.diff.has_ci else "not shown (no CI)"
 
 
 def convergence_md(conv: Convergence) -> str:
@@ -231,10 +236,8 @@ def convergence_md(conv: Convergence) -> str:
     if points:
         lines += ["| check | difference, 95% CI | 90% CI | rule | met |", "|---|---|---|---|---|"]
         for pt in points:
-            low90, high90 = pt.diff.bounds(EQUIVALENCE_LEVEL)
-            ci90 = f"[{low90:+.4f}, {high90:+.4f}]" if pt.diff.has_ci else "—"
-            lines.append(f"| {pt.label} | {pt.diff.text()} | {ci90} | {pt.rule.replace('|', chr(92) + '|')} | "
-                         f"{_met(pt)} |")
+            lines.append(f"| {pt.label} | {pt.diff.text()} | {pt.diff.text_at(EQUIVALENCE_LEVEL)} | "
+                         f"{pt.rule.replace('|', chr(92) + '|')} | {_met(pt)} |")
         lines.append("")
     if conv.bases:
         lines += [f"Late gain of each base (least-squares slope of its evaluations over the last "

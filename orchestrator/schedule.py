@@ -59,10 +59,6 @@ class RunSummary:
     wall_seconds: float = 0.0
     trained: list[str] = field(default_factory=list)  # keys committed by this run
 
-    @property
-    def ok(self) -> bool:
-        return not self.failed and not self.blocked and not self.stopped
-
 
 class DependencySearcher(Searcher):
     """Hands out pending trials in plan order as soon as their base trial has committed a result."""

@@ -130,6 +130,13 @@ class Interval:
         """True when the CI lies on one side of 0; None without a CI."""
         return (self.low > 0 or self.high < 0) if self.has_ci else None
 
+    def text_at(self, level: float) -> str:
+        """'[-0.0065, +0.0007]': the interval at another level (0.90 for TOST); '—' without a CI."""
+        if not self.has_ci:
+            return "—"
+        low, high = self.bounds(level)
+        return f"[{low:+.4f}, {high:+.4f}]"
+
     def text(self, size: bool = True) -> str:
         """'+0.1623 [+0.1410, +0.1830] (k=6)', '... (k=3 vs 6, Welch)', '+0.0100 (k=1, no CI)';
         size=False leaves out the parenthesis."""
