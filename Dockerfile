@@ -68,8 +68,8 @@ USER ray
 # `~/` mounts; without it, it assumes /root, which user ray cannot read.
 ENV HOME=/home/ray
 # Ray's idle workers import the training code before a trial comes (each trial is a fresh actor: see
-# orchestrator/ray_session.py, PRELOAD_MODULES, which this list must equal).
-ENV RAY_preload_python_modules=ray.tune,orchestrator.trainable,workers.trial
+# orchestrator/execution/session.py, PRELOAD_MODULES, which this list must equal).
+ENV RAY_preload_python_modules=ray.tune,orchestrator.execution.trainable,workers.trial
 
 # No ENTRYPOINT: the cluster launcher starts the container as `docker run ... IMAGE bash` and
 # KubeRay replaces the command with `ray start ...`; an ENTRYPOINT would swallow both.

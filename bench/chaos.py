@@ -26,9 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.machine import cpu_name  # noqa: E402
-from orchestrator.plan import Plan, make_plan  # noqa: E402
-from orchestrator.spec import load_spec  # noqa: E402
-from orchestrator.status import TrialState, trial_states  # noqa: E402
+from orchestrator.execution import TrialState, trial_states  # noqa: E402
+from orchestrator.spec import Plan, load_spec, make_plan  # noqa: E402
 from sweepcore.records import read_attempts, read_results  # noqa: E402
 from sweepcore.store import open_store  # noqa: E402
 

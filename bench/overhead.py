@@ -39,8 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.plan import Plan, make_plan  # noqa: E402
-from orchestrator.spec import SweepSpec, load_spec  # noqa: E402
+from orchestrator.spec import Plan, SweepSpec, load_spec, make_plan  # noqa: E402
 from sweepcore.records import committed_keys, read_attempts, read_result  # noqa: E402
 from sweepcore.settings import TrialSettings  # noqa: E402
 from sweepcore.store import open_store  # noqa: E402

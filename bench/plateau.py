@@ -23,8 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.plan import make_plan  # noqa: E402
-from orchestrator.spec import load_spec  # noqa: E402
+from orchestrator.spec import load_spec, make_plan  # noqa: E402
 from sweepcore.settings import TrialSettings  # noqa: E402
 
 

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.overhead import bench_spec, run_cli, write_spec  # noqa: E402
-from orchestrator.plan import Plan, make_plan  # noqa: E402
+from orchestrator.spec import Plan, make_plan  # noqa: E402
 from sweepcore.records import committed_keys, read_attempts  # noqa: E402
 from sweepcore.store import open_store  # noqa: E402
 

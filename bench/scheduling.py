@@ -1,8 +1,8 @@
 """Scheduling quality: makespan of the real plan through the real run_plan on a simulated cluster.
 
 A `ray.cluster_utils.Cluster` with 3 worker nodes x 2 fake GPUs (plus a CPU-less head for the driver)
-runs the trials of sweeps/standard.yaml (orchestrator.plan.make_plan: 96 trainings, 5 bases) through
-orchestrator.schedule.run_plan with `resources.gpus=1`, its trainable swapped for a sleep of a KNOWN
+runs the trials of sweeps/standard.yaml (orchestrator.spec.plan.make_plan: 96 trainings, 5 bases) through
+orchestrator.execution.schedule.run_plan with `resources.gpus=1`, its trainable swapped for a sleep of a KNOWN
 duration: base 6 s, fine-tuned (selffer+, transfer+) 4 s, frozen (selffer, transfer, random) 4 s at
 n=1 down to 2 s at n=7 (frozen layers get no backward pass, so deeper cuts train faster).
 
@@ -41,15 +41,15 @@ from ray import tune  # noqa: E402
 from ray._private.utils import get_ray_address_file  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from orchestrator import schedule  # noqa: E402
-from orchestrator.plan import Plan, Trial, make_plan  # noqa: E402
-from orchestrator.spec import load_spec  # noqa: E402
+from orchestrator.execution import schedule  # noqa: E402
+from orchestrator.spec import Plan, PlannedTrial, Sweep, load_spec, make_plan  # noqa: E402
+from sweepcore.store import open_store  # noqa: E402
 
 NODES, GPUS_PER_NODE = 3, 2
 SLOTS = NODES * GPUS_PER_NODE
 
 
-def duration(trial: Trial, scale: float) -> float:
+def duration(trial: PlannedTrial, scale: float) -> float:
     """Known training time of a trial, in seconds."""
     if trial.treatment == "base":
         return 6.0 * scale
@@ -98,7 +98,7 @@ class BarrierSearcher(schedule.DependencySearcher):
         if first:
             trial = self.pending.pop(first[0])
             self.running[trial_id] = trial.key
-            return {"settings": trial.settings.to_dict(), "store_uri": self.store_uri, "endpoint": self.endpoint}
+            return {"settings": trial.settings.to_dict(), "store": self.store, "run": self.run, "retries": self.retries}
         if self.stage1 & set(self.running.values()):
             return None  # the barrier: stage 1 still running
         return super().suggest(trial_id)
@@ -150,7 +150,8 @@ def run_arm(arm: str, plan: Plan, spec, durations: dict[str, float], store_uri: 
         os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = pending
     recorder = Recorder()
     try:
-        summary = schedule.run_plan(plan, spec, store_uri, callbacks=[recorder])  # Ray is up: it joins
+        sweep = Sweep(spec.model_copy(update={"store": store_uri}), open_store(store_uri))
+        summary = schedule.run_plan(plan, sweep, hooks=schedule.RunHooks(callbacks=[recorder]))  # Ray is up: it joins
     finally:
         schedule._trainable, schedule.DependencySearcher = saved[0], saved[1]
         if saved[2] is None:

@@ -4,7 +4,7 @@ One thread, the spec's network and batch size, the real fashion-animals half (ra
 full training (base, and every '+' treatment) and for a network whose layers 1..n are frozen (n = 1..7),
 the median seconds per SGD step over --steps steps (after a warm-up), measured in alternating order;
 then the seconds per test image of one evaluation. Prints the table as a Python literal for
-orchestrator/estimate.py, with the CPU it ran on; the last line is the ratio frozen(7) / full.
+orchestrator/spec/estimate.py, with the CPU it ran on; the last line is the ratio frozen(7) / full.
 
     python bench/step_costs.py sweeps/converged.yaml
 """
@@ -22,8 +22,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from bench.machine import cpu_name  # noqa: E402
-from orchestrator.plan import make_plan  # noqa: E402
-from orchestrator.spec import load_spec  # noqa: E402
+from orchestrator.spec import load_spec, make_plan  # noqa: E402
 from sweepcore.settings import TrialSettings  # noqa: E402
 from workers.data import load_half  # noqa: E402
 from workers.models import build_model  # noqa: E402

@@ -164,8 +164,7 @@ def main() -> None:
 
     from s3_server import S3Server, find_weed
 
-    from orchestrator.plan import make_plan
-    from orchestrator.spec import load_spec
+    from orchestrator.spec import load_spec, make_plan
 
     weed = find_weed()
     if weed is None:

@@ -32,8 +32,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from orchestrator.plan import make_plan  # noqa: E402
-from orchestrator.spec import load_spec  # noqa: E402
+from orchestrator.spec import load_spec, make_plan  # noqa: E402
 from sweepcore.settings import TrialSettings  # noqa: E402
 from sweepcore.store import open_store  # noqa: E402
 from workers.data import load_half  # noqa: E402

@@ -24,6 +24,8 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _BASE_WEIGHTS_RE = re.compile(r"/model-([0-9a-f]{64})\.safetensors$")
 RESULTS = "results"
 SPEC_FILE = "spec.yaml"
+SWEEPS = "sweeps"  # the folder of every sweep's own objects
+MANIFEST = "manifest.json"
 
 
 def check_key(key: str) -> str:
@@ -34,14 +36,17 @@ def check_key(key: str) -> str:
 
 
 def result_path(key: str) -> str:
+    """A trial's committed result row (one Parquet file, written create-only)."""
     return f"{RESULTS}/{check_key(key)}.parquet"
 
 
 def curve_path(key: str) -> str:
+    """A trial's evaluations, one row each (its learning curve)."""
     return f"curves/{check_key(key)}.parquet"
 
 
 def base_weights_prefix(key: str) -> str:
+    """The folder of a base's final weights (read by its dependents)."""
     return f"bases/{check_key(key)}"
 
 
@@ -58,45 +63,79 @@ def base_weights_sha256(path: str) -> str | None:
     return match.group(1) if match else None
 
 
+def trial_prefix(key: str) -> str:
+    """The folder of one trial's working state: checkpoints, progress, heartbeat, attempts, failures."""
+    return f"trials/{check_key(key)}"
+
+
 def checkpoint_prefix(key: str) -> str:
-    return f"trials/{check_key(key)}/ckpt"
+    """The folder of a trial's checkpoints, one object per saved step."""
+    return f"{trial_prefix(key)}/ckpt"
 
 
 def checkpoint_path(key: str, step: int) -> str:
+    """The checkpoint of `key` after `step` steps (zero-padded: listings sort by step)."""
     return f"{checkpoint_prefix(key)}/step-{int(step):09d}.pt"
 
 
 def progress_path(key: str) -> str:
-    return f"trials/{check_key(key)}/progress.json"
+    """The step and top-1 of a trial's newest checkpoint, for `status`."""
+    return f"{trial_prefix(key)}/progress.json"
 
 
 def heartbeat_path(key: str) -> str:
-    return f"trials/{check_key(key)}/heartbeat.json"
+    """A running attempt's sign of life (rewritten every few seconds)."""
+    return f"{trial_prefix(key)}/heartbeat.json"
 
 
 def failures_prefix(key: str) -> str:
-    return f"trials/{check_key(key)}/failures"
+    """One record per failed attempt: error, traceback, where its log is."""
+    return f"{trial_prefix(key)}/failures"
 
 
 def attempts_prefix(key: str) -> str:
-    return f"trials/{check_key(key)}/attempts"
+    """One record per attempt: which run, from which step, warm or cold worker."""
+    return f"{trial_prefix(key)}/attempts"
+
+
+def dataset_folder(name: str) -> str:
+    """Every prepared version of a dataset, and the pointer to the one new sweeps read."""
+    return f"datasets/{name}"
 
 
 def dataset_prefix(name: str, content_hash: str) -> str:
-    return f"datasets/{name}/{content_hash}"
+    """A prepared dataset version, named by its content hash."""
+    return f"{dataset_folder(name)}/{content_hash}"
 
 
 def data_pointer_path(name: str) -> str:
     """The object naming the prepared version of a dataset that new sweeps read (ImageNet)."""
-    return f"datasets/{name}/LATEST"
+    return f"{dataset_folder(name)}/LATEST"
 
 
 def sweep_prefix(name: str) -> str:
-    return f"sweeps/{name}"
+    """The folder of a sweep's own objects: its spec, lease and report."""
+    return f"{SWEEPS}/{name}"
 
 
 def spec_path(name: str) -> str:
+    """The effective spec a sweep was last run with (what `resume NAME` reads)."""
     return f"{sweep_prefix(name)}/{SPEC_FILE}"
+
+
+def lease_prefix(name: str) -> str:
+    """The sweep's lease generations (one create-only object per driver that took it)."""
+    return f"{sweep_prefix(name)}/lease"
+
+
+def report_prefix(name: str) -> str:
+    """Where `report` writes a local store's figures and tables by default."""
+    return f"{sweep_prefix(name)}/report"
+
+
+def manifest_path(name: str, content_hash: str) -> str:
+    """A prepared dataset version's manifest: committed last, so it marks the version complete."""
+    return f"{dataset_prefix(name, content_hash)}/{MANIFEST}"
 
 
 # --- names read back from the store --------------------------------------------------------------

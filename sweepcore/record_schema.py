@@ -16,6 +16,7 @@ from typing import Any, Optional
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sweepcore.errors import OneLineError
 from sweepcore.terminal import for_terminal
 from sweepcore.vocabulary import TREATMENTS
 
@@ -26,7 +27,7 @@ INT64_BOUND = 2**63
 RESULT_STATUSES = ("ok",)  # what commit_result writes: failed trials have failure records, not rows
 
 
-class RecordError(ValueError):
+class RecordError(OneLineError, ValueError):
     """A record read back from the store that is not one (the message names the object)."""
 
 

@@ -1,11 +1,17 @@
-"""Shared fixtures. The S3 server lives in s3_server.py; keep this file small."""
+"""Shared fixtures, and the tiers. The S3 server lives in s3_server.py; keep this file small.
+
+A test's tier is the folder it lives in, by what it starts (README, "Running the tests"):
+tests/unit (nothing: no server, no process), tests/store (SeaweedFS, one per test run, and the CLI or a
+worker as a process; no Ray), tests/integration (a Ray cluster). Each test gets its folder's marker
+(`-m unit|store|integration`); each tier's conftest.py fails a test that starts more than its tier allows.
+"""
 import os
 import tempfile
 from pathlib import Path
 
 import pytest
 
-# What `run` and `submit` remember about the specs they submitted (orchestrator/spec_trust.py) goes to
+# What `run` and `submit` remember about the specs they submitted (orchestrator/trust.py) goes to
 # a folder of this test run, never the user's own ~/.local/state; subprocesses and the Ray head inherit it.
 os.environ.setdefault("TRANSFER_SWEEP_STATE", tempfile.mkdtemp(prefix="transfer-sweep-state-"))
 
@@ -13,6 +19,29 @@ try:  # tests/ as a package (python -m pytest from the repo root) or as a rootdi
     from tests.s3_server import S3Server, find_weed
 except ImportError:
     from s3_server import S3Server, find_weed
+
+TESTS = Path(__file__).resolve().parent
+TIERS = ("unit", "store", "integration")
+# Module fixtures that tests of several tiers share (the prepared ImageNet tree, the JPEG shard stores)
+pytest_plugins = ["imagenet_tree", "jpeg_shards"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its folder's tier; a test file under tests/ but outside the tiers is an error."""
+    misplaced = set()
+    for item in items:
+        try:
+            parts = item.path.resolve().relative_to(TESTS).parts
+        except ValueError:  # not one of ours (a doctest elsewhere, another rootdir)
+            continue
+        if len(parts) > 1 and parts[0] in TIERS:
+            item.add_marker(getattr(pytest.mark, parts[0]))
+        else:
+            misplaced.add(str(item.path))
+    if misplaced:
+        raise pytest.UsageError(
+            "tests outside tests/unit, tests/store and tests/integration (move each to the tier of what it "
+            "starts: nothing, SeaweedFS or a process, Ray): " + ", ".join(sorted(misplaced)))
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +73,7 @@ def ray_head(s3_server):
     """
     # Drivers on it print progress every 5 s and nodes export metrics every 2 s, so tests see both soon.
     # tests/ on its path: trials import tests/user_models.py as a user's installed model library
-    path = os.pathsep.join(p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")) if p)
+    path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
     head = start_head(num_cpus=2, env={**s3_server.env(), "TRANSFER_SWEEP_PROGRESS_SECONDS": "5",
                                        "RAY_metrics_report_interval_ms": "2000", "PYTHONPATH": path})
     try:

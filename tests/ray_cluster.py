@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.ray_session import PRELOAD_MODULES
+from orchestrator.execution.session import PRELOAD_MODULES
 
 
 def free_port() -> int:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 
-from sweepcore.layout import check_sha256, dataset_prefix, shown
+from sweepcore.layout import MANIFEST, check_sha256, dataset_prefix, shown
 from sweepcore.store import Store
 from sweepcore.vocabulary import DATASETS as DATASET_INFO
 from sweepcore.vocabulary import FASHION_ANIMALS_RECIPE, recipe_hash
@@ -34,7 +34,6 @@ from workers.imagenet.load import load_imagenet_half
 from workers.splits import half_classes, select_classes
 
 ARRAY_NAMES = ("train_x", "train_y", "test_x", "test_y")
-MANIFEST = "manifest.json"
 PIXEL_SCALE = 255.0  # fixed divisor after mean subtraction: inputs in [-1, 1] (trained better than 64)
 SHIFT_PIXELS = 2  # training augmentation: random shift by up to this many pixels (pad + crop)
 

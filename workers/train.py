@@ -13,6 +13,7 @@ ends only when its final checkpoint is in the store.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import time
@@ -167,6 +168,81 @@ def _set_rng_states(states: dict, device: str) -> None:
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
+@dataclass(eq=False)
+class _Run:
+    """One attempt's training state: everything a step reads or writes, hence everything a
+    checkpoint holds (snapshot) and a resume puts back (restore)."""
+
+    key: str
+    total: int  # iterations of the whole training, not of this attempt
+    device: str
+    use_bf16: bool
+    model: torch.nn.Module
+    optimizer: torch.optim.SGD
+    generator: torch.Generator  # data order + augmentation; dropout uses torch's global RNG
+    loss_sum: torch.Tensor  # on the device: summing there costs no host sync per step
+    step: int = 0
+    curve: list[dict] = field(default_factory=list)
+    perm: torch.Tensor | None = None  # the current epoch's order
+    loss_count: int = 0
+    prior_wall: float = 0.0  # wall time of earlier attempts
+    started: float = 0.0  # perf_counter() when this attempt's training began
+    # the newest checkpoint in the store as (step, unix time), (None, None) before the first. Set by
+    # write() on the writer thread: one attribute replaced whole, so report() never reads a torn pair.
+    last_checkpoint: tuple[int | None, float | None] = (None, None)
+
+    def restore(self, ckpt: dict) -> None:
+        """Put back the state a checkpoint (from _decode_checkpoint) holds."""
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.step, self.curve, self.perm = ckpt["step"], ckpt["curve"], ckpt["perm"]
+        self.prior_wall, self.loss_count = ckpt["wall_seconds"], ckpt["loss_count"]
+        self.loss_sum.fill_(ckpt["loss_sum"])
+        self.generator.set_state(ckpt["data_rng"])
+        _set_rng_states(ckpt["rng"], self.device)
+        self.last_checkpoint = (self.step, time.time())  # the one resumed from is the store's newest
+
+    def snapshot(self) -> dict:
+        """The checkpoint of the state now: CHECKPOINT_FIELDS plus total_steps, in host memory, so
+        that the steps that follow cannot change it while the writer saves it."""
+        return host_copy({"key": self.key, "step": self.step, "total_steps": self.total,
+                          "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                          "curve": list(self.curve), "wall_seconds": self.wall(), "rng": _rng_states(self.device),
+                          "data_rng": self.generator.get_state(), "perm": self.perm,
+                          "loss_sum": float(self.loss_sum.item()), "loss_count": self.loss_count})
+
+    def write(self, store: Store, snapshot: dict) -> None:
+        """Save `snapshot` and its progress record to the store (on the writer thread)."""
+        blob = io.BytesIO()
+        torch.save(snapshot, blob)
+        records.save_checkpoint(store, self.key, snapshot["step"], blob.getvalue())
+        self.last_checkpoint = (snapshot["step"], time.time())
+        curve, progress = snapshot["curve"], {name: snapshot[name] for name in ("step", "total_steps", "wall_seconds")}
+        records.write_progress(store, self.key, {**progress, "top1": curve[-1]["top1"] if curve else None,
+                                                 "updated_at": datetime.now(timezone.utc).isoformat()})
+
+    def wall(self) -> float:
+        """Training wall time so far, earlier attempts included."""
+        return self.prior_wall + (time.perf_counter() - self.started)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on CUDA when the trial asks for it, else nothing."""
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.use_bf16 else contextlib.nullcontext()
+
+    def log_evaluation(self, forward: torch.nn.Module, data: HalfLoader, lr: float, channels_last: bool) -> dict:
+        """Evaluate, append the curve row (returned) and restart the running loss; TrainingDiverged
+        if the mean loss since the previous evaluation is not a number."""
+        mean_loss = float(self.loss_sum.item()) / max(1, self.loss_count)
+        if not math.isfinite(mean_loss):  # checked where the loss is read anyway: no extra sync
+            raise TrainingDiverged(self.step - self.loss_count + 1, self.step, mean_loss, lr)
+        top1 = evaluate(forward, data, EVAL_BATCH, self.device, channels_last, self.autocast)
+        row = {"step": self.step, "top1": top1, "loss": mean_loss, "lr": lr, "seconds": self.wall()}
+        self.curve.append(row)
+        self.loss_sum.zero_()
+        self.loss_count = 0
+        return row
+
+
 def train(model: torch.nn.Module, data: HalfLoader, settings: TrialSettings, store: Store, *, seed: int,
           report: Callable[[dict], None] | None = None, stop_after: int | None = None) -> TrainOutcome:
     """Train `model` (already built and transplanted) on `data`, resuming from the store's newest
@@ -178,122 +254,79 @@ def train(model: torch.nn.Module, data: HalfLoader, settings: TrialSettings, sto
     evaluation), lr, images_per_second (since the previous report, evaluation included),
     checkpoint_step and checkpoint_unix (the newest checkpoint in the store: resumed from or written
     by this attempt, None before the first; the write of this step's may still be in flight, except
-    at the last step). `stop_after=k` raises
-    TrainingInterrupted after step k, after that step's checkpoint if one was due.
+    at the last step). `stop_after=k` raises TrainingInterrupted after step k, after that step's
+    checkpoint if one was due.
     """
     key, tr, rt = settings.key, settings.train, settings.runtime
-    device, channels_last = rt.device, rt.channels_last
+    device, channels_last, batch_size = rt.device, rt.channels_last, tr.batch_size
     torch.set_num_threads(rt.threads)
-    batch_size, total = tr.batch_size, total_iterations(tr, data.num_train)
-    eval_every, ckpt_every = tr.eval_every, tr.checkpoint_every
-    augment = tr.augment
+    total = total_iterations(tr, data.num_train)
     if total < 1:
         raise ValueError(f"trial {key}: {total} iterations; a training needs at least one")
-    use_bf16 = tr.bf16 and device.startswith("cuda")
-
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
 
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     data = data.to(device)
     optimizer = make_optimizer(model, tr)
-    forward = model
-    if rt.data_parallel > 1:
-        forward = torch.nn.DataParallel(model, device_ids=list(range(rt.data_parallel)))
-
+    forward = model if rt.data_parallel <= 1 else torch.nn.DataParallel(model, device_ids=list(range(rt.data_parallel)))
     # two streams from one seed: dropout (torch's global RNG) and data order + augmentation
-    generator = torch.Generator().manual_seed((seed + DATA_SEED_OFFSET) % 2**64)
+    run = _Run(key=key, total=total, device=device, use_bf16=tr.bf16 and device.startswith("cuda"), model=model,
+               optimizer=optimizer, generator=torch.Generator().manual_seed((seed + DATA_SEED_OFFSET) % 2**64),
+               loss_sum=torch.zeros((), dtype=torch.float64, device=device))
     torch.manual_seed(seed)
-    step, curve, prior_wall, perm = 0, [], 0.0, None
-    loss_sum, loss_count = torch.zeros((), dtype=torch.float64, device=device), 0
     found = records.load_latest_checkpoint(store, key, lambda blob: _decode_checkpoint(blob, key, model))
     if found is not None:
-        ckpt = found[1]
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        step, curve, prior_wall, perm = ckpt["step"], ckpt["curve"], ckpt["wall_seconds"], ckpt["perm"]
-        generator.set_state(ckpt["data_rng"])
-        _set_rng_states(ckpt["rng"], device)
-        loss_sum.fill_(ckpt["loss_sum"])
-        loss_count = ckpt["loss_count"]
-
-    started = time.perf_counter()
-
-    def wall() -> float:
-        return prior_wall + (time.perf_counter() - started)
-
-    # for report(): throughput since the previous report, and the newest checkpoint (None: none yet)
-    reported = (step, time.perf_counter())
-    last_checkpoint: list[tuple[int | None, float | None]] = [(step if found is not None else None,
-                                                               time.time() if found is not None else None)]
-
-    def checkpoint() -> None:
-        snapshot = host_copy({"key": key, "step": step, "total_steps": total, "model": model.state_dict(),
-                              "optimizer": optimizer.state_dict(), "curve": list(curve), "wall_seconds": wall(),
-                              "rng": _rng_states(device), "data_rng": generator.get_state(), "perm": perm,
-                              "loss_sum": float(loss_sum.item()), "loss_count": loss_count})
-        progress = {"step": step, "total_steps": total, "wall_seconds": snapshot["wall_seconds"],
-                    "top1": curve[-1]["top1"] if curve else None}
-
-        def write() -> None:
-            blob = io.BytesIO()
-            torch.save(snapshot, blob)
-            records.save_checkpoint(store, key, progress["step"], blob.getvalue())
-            last_checkpoint[0] = (progress["step"], time.time())
-            records.write_progress(store, key, {**progress, "updated_at": datetime.now(timezone.utc).isoformat()})
-        writer.submit(write)
+        run.restore(found[1])
+    run.started = time.perf_counter()
+    reported = (run.step, time.perf_counter())  # for report()'s throughput since the previous report
 
     writer = BackgroundWriter(key)
     model.train()
     try:
         steps_per_epoch = max(1, data.num_train // batch_size)  # the epoch's last partial batch is dropped
-        while step < total:
-            pos = step % steps_per_epoch
-            if pos == 0 or perm is None:
-                perm = torch.randperm(data.num_train, generator=generator)
-            x, y = data.train_batch(perm[pos * batch_size:(pos + 1) * batch_size], generator, augment)
+        while run.step < total:
+            pos = run.step % steps_per_epoch
+            if pos == 0 or run.perm is None:
+                run.perm = torch.randperm(data.num_train, generator=run.generator)
+            x, y = data.train_batch(run.perm[pos * batch_size:(pos + 1) * batch_size], run.generator, tr.augment)
             x, y = _to_device(x, device, channels_last), y.to(device)
-            lr = learning_rate(tr, step, total)
+
+            lr = learning_rate(tr, run.step, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group["lr_mult"]
-            with autocast():
+            with run.autocast():
                 loss = F.cross_entropy(forward(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.detach().double()
-            loss_count += 1
-            step += 1
-            evaluated = step % eval_every == 0 or step == total
-            if evaluated:
-                mean_loss = float(loss_sum.item()) / max(1, loss_count)
-                if not math.isfinite(mean_loss):  # checked where the loss is read anyway: no extra sync
-                    raise TrainingDiverged(step - loss_count + 1, step, mean_loss, lr)
-                top1 = evaluate(forward, data, EVAL_BATCH, device, channels_last, autocast)
-                row = {"step": step, "top1": top1, "loss": mean_loss, "lr": lr, "seconds": wall()}
-                curve.append(row)
-                loss_sum.zero_()
-                loss_count = 0
-            if step % ckpt_every == 0 or step == total:
-                checkpoint()  # the final one too: a crash before the result commit then resumes at the end
-            if step == total or (stop_after is not None and step >= stop_after):
+            run.loss_sum += loss.detach().double()
+            run.loss_count += 1
+            run.step += 1
+
+            last, stopping = run.step == total, stop_after is not None and run.step >= stop_after
+            row = None  # the curve row, when this step is evaluated
+            if run.step % tr.eval_every == 0 or last:
+                row = run.log_evaluation(forward, data, lr, channels_last)
+            if run.step % tr.checkpoint_every == 0 or last:
+                # the final one too: a crash before the result commit then resumes at the end
+                writer.submit(functools.partial(run.write, store, run.snapshot()))
+            if last or stopping:
                 writer.wait()  # the last checkpoint is in the store before the result (or the interruption)
-            if evaluated and report is not None:
+            if row is not None and report is not None:
                 now = time.perf_counter()
-                report({"step": step, "total_steps": total, "top1": top1, "loss": row["loss"], "lr": lr,
-                        "images_per_second": (step - reported[0]) * batch_size / max(now - reported[1], 1e-9),
-                        "checkpoint_step": last_checkpoint[0][0], "checkpoint_unix": last_checkpoint[0][1]})
-                reported = (step, now)
-            if stop_after is not None and step >= stop_after:
-                raise TrainingInterrupted(step)
+                report({"step": run.step, "total_steps": total, "top1": row["top1"], "loss": row["loss"], "lr": lr,
+                        "images_per_second": (run.step - reported[0]) * batch_size / max(now - reported[1], 1e-9),
+                        "checkpoint_step": run.last_checkpoint[0], "checkpoint_unix": run.last_checkpoint[1]})
+                reported = (run.step, now)
+            if stopping:
+                raise TrainingInterrupted(run.step)
     except BaseException:
         writer.close(quiet=True)  # the training's own error is the one to report
         raise
     writer.close()
 
-    top1s = [row["top1"] for row in curve]
-    return TrainOutcome(steps=step, curve=curve, wall_seconds=wall(), top1_final=top1s[-1],
+    top1s = [point["top1"] for point in run.curve]
+    return TrainOutcome(steps=run.step, curve=run.curve, wall_seconds=run.wall(), top1_final=top1s[-1],
                         top1_paper=paper_metric(top1s, tr.top_k),
                         state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})

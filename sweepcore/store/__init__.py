@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
 from sweepcore.store.base import Store, StoreError, clean_path, redact, retry_seconds
 from sweepcore.store.local import LocalStore, open_local
 from sweepcore.store.s3 import S3Store
 
-__all__ = ["LocalStore", "S3Store", "Store", "StoreError", "absolute_uri", "check_store_uri", "open_store",
+__all__ = ["LocalStore", "S3Store", "Store", "StoreError", "StoreRef", "absolute_uri", "check_store_uri", "open_store",
            "redact", "retry_seconds"]
 
 _SECRET_QUERY = re.compile(r"(key|secret|token|password|credential)", re.IGNORECASE)
@@ -83,3 +84,17 @@ def open_store(uri: str, endpoint: str | None = None, check: bool = True) -> Sto
     if check:
         store.check()
     return store
+
+
+@dataclass(frozen=True)
+class StoreRef:
+    """Where a store is, as a value that crosses into another process (a Ray trial's config): its
+    URI and S3 endpoint, never a client or a credential. A command opens its store once (with the
+    check); a process it ships work to opens the reference again, unchecked, on its own side."""
+
+    uri: str
+    endpoint: str | None = None
+
+    def open(self, check: bool = False) -> Store:
+        """The store this names (see open_store)."""
+        return open_store(self.uri, self.endpoint, check)

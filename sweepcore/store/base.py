@@ -14,6 +14,8 @@ import os
 import time
 from typing import Any, Callable, TypeVar
 
+from sweepcore.errors import OneLineError
+
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 60.0  # default budget for retrying transient errors; env overrides (below)
@@ -23,11 +25,8 @@ SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
 T = TypeVar("T")
 
 
-class StoreError(Exception):
+class StoreError(OneLineError):
     """A store problem a user can act on; str() is one line naming the problem (never a secret)."""
-
-    def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
 
 
 def retry_seconds() -> float:

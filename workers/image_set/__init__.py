@@ -1,27 +1,25 @@
 """A user's labelled image set: a folder tree (one folder per class) or a Parquet file of (image bytes,
 label), prepared once into the store as shards of uint8 arrays, read by trials as in-memory halves.
 
-- scan.py: list the source (names, sizes, labels; no decoding), hold out a test part when the source
-  has none, cut the list into shards and name the prepared version by a content hash.
-- prepare.py: decode and resize each shard (a Ray task each, run by the driver before a sweep's first
-  trial), then merge the shards' metas into the manifest, checking every class can be trained and tested.
+- scan.py: list the source (names, sizes, labels; no decoding) and hold out a test part when the
+  source has none.
+- prepare.py: the image set's reader over the shard pipeline of workers/shards.py (the one ImageNet
+  goes through too): read and resize each shard (a Ray task each, run by the driver before a sweep's
+  first trial), then merge the shards' metas into the manifest, checking every class can be trained
+  and tested; `shard_jobs` cuts the listing into shards and names the version by a content hash.
 - load.py: read a version's shards of a half's classes into a TensorHalf (workers/data.py).
 
 The store layout is ImageNet's: datasets/<folder|parquet>/<hash>/{train,test}/shard-<i>.{npy,labels.npy,json}
-and manifest.json, committed last.
+and manifest.json, committed last. Failures are the pipeline's: a source that cannot be a study is a
+one-line SourceError (exit 2), an unreadable image is skipped and listed, a failed shard exits 1.
 """
 from __future__ import annotations
 
-MANIFEST = "manifest.json"
+from workers.shards import CHANNEL_MODES
+
 SPLITS = ("train", "test")
 DEFAULT_SHARD_SIZE = 2000  # images per shard: 6 MB at 32x32x3
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MAX_SIZE = 512  # pixels a side: a half is held in memory
-CHANNEL_MODES = {1: "L", 3: "RGB"}
-# What one image may cost, checked before it is decoded: a small compressed file can claim a huge canvas
-# (a 420 KB PNG decodes to 1.16 GB), and one Parquet cell is read whole into memory.
-MAX_IMAGE_PIXELS = 64_000_000  # after JPEG draft: a 48 MP photo decodes at a reduced scale anyway
-MAX_IMAGE_BYTES = 64 << 20
 
 
 def recipe(size: int, channels: int) -> dict:

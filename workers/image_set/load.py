@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sweepcore.layout import check_relative_name, check_sha256, dataset_prefix, shown
-from workers.image_set import MANIFEST, MAX_SIZE, SPLITS
+from sweepcore.layout import check_relative_name, check_sha256, dataset_prefix, manifest_path, shown
+from workers.image_set import MAX_SIZE, SPLITS
 from workers.imagenet.load import (
     MAX_CLASSES,
     MAX_COUNT,
@@ -25,7 +25,7 @@ from workers.imagenet.load import (
 
 def read_manifest(store, name: str, digest: str) -> dict:
     """The committed manifest of image set `name` version `digest`, its structure checked."""
-    path = f"{dataset_prefix(name, digest)}/{MANIFEST}"
+    path = manifest_path(name, digest)
     try:
         return checked_manifest(store, path, lambda m: _check_manifest(m, digest))
     except FileNotFoundError:

@@ -1,12 +1,15 @@
-"""List a labelled image set without decoding it: classes, images, the held-out test part, shards, hash.
+"""List a labelled image set without decoding it: classes, images and the held-out test part, as the
+`Source` of the shard pipeline (workers/shards.py; prepare.py is the image set's reader over it).
 
-Pure Python and pyarrow (no Pillow, no torch): the driver runs it when it loads a spec, so a folder
-with one class or a Parquet file without its label column is a one-line error before anything starts.
+No decoding (pyarrow for Parquet; no Pillow, no torch): the driver runs it when it loads a spec, so a folder
+with one class or a Parquet file without its label column is a one-line SourceError before anything
+starts (`transfer-sweep` exits 2).
 
 A folder is either `<class>/<image>` (a test part is held out of each class) or `train/<class>/...`
-with `test/<class>/...` (or `val/`). A Parquet file has an image column (bytes, or a struct with a
-`bytes` field, as Hugging Face datasets write images), a label column (strings or integers) and
-optionally a split column whose values are `train` and `test`.
+with `test/<class>/...` (or `val/`); an image is a file named with one of IMAGE_EXTENSIONS. A Parquet
+file has an image column (bytes, or a struct with a `bytes` field, as Hugging Face datasets write
+images), a label column (strings or integers) and optionally a split column whose values are `train`
+and `test`.
 
 The held-out rule: within each class, images ordered by the sha256 of their name (a folder) or row
 number (Parquet), the first round(test_fraction x count) (at least 1) are the test part. It depends
@@ -15,55 +18,15 @@ only on names, so adding an image to a class moves no other image between train 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from workers.image_set import DEFAULT_SHARD_SIZE, IMAGE_EXTENSIONS, SPLITS, recipe
+from workers.image_set import SPLITS
+from workers.shards import IMAGE_EXTENSIONS, Source, SourceError, is_image_name
 
 MAX_CLASSES = 100_000
 TEST_FOLDERS = ("test", "val")
-
-
-class SourceError(ValueError):
-    """The image set cannot be read as a study's data; str() is one line naming the file or field."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """A listed image set: classes in index order and every usable image as (split, ref, label, size).
-    ref is a path relative to the folder, or a Parquet row number as text."""
-
-    kind: str  # "folder" or "parquet"
-    root: str  # the folder, or the Parquet file
-    classes: tuple[str, ...]
-    items: tuple[tuple[str, str, int, int], ...]
-    skipped: tuple[dict, ...]
-    image_column: str = "image"
-    file_sha256: Optional[str] = None  # Parquet: the file's content
-
-    def counts(self) -> dict[str, int]:
-        return {split: sum(1 for s, *_ in self.items if s == split) for split in SPLITS}
-
-
-@dataclass(frozen=True)
-class ShardJob:
-    """One shard to prepare: which images, decoded how, committed where."""
-
-    kind: str
-    digest: str
-    split: str
-    index: int
-    root: str
-    refs: tuple[tuple[str, int], ...]  # (ref, class index)
-    size: int
-    channels: int
-    image_column: str = "image"
-
-    def stem(self, prefix: str) -> str:
-        return f"{prefix}/{self.split}/shard-{self.index:05d}"
 
 
 def _unusable(entry: os.DirEntry, root: Path, folder: bool) -> Optional[str]:
@@ -93,7 +56,7 @@ def _images(folder: Path, root: Path, skipped: list[dict], split: str) -> list[o
     """The usable image files of one class folder, by name; the unusable ones go to `skipped` with why."""
     found = []
     for e in os.scandir(folder):
-        if e.name.startswith(".") or os.path.splitext(e.name)[1].lower() not in IMAGE_EXTENSIONS:
+        if not is_image_name(e.name):
             continue
         reason = _unusable(e, root, folder=False)
         if reason is None:
@@ -172,7 +135,7 @@ def scan_folder(src: str | Path, test_fraction: float) -> Source:
                               f"({len(missing)} classes without any)")
     order = {s: i for i, s in enumerate(SPLITS)}
     items.sort(key=lambda it: (order[it[0]], it[2], it[1]))
-    return Source("folder", str(root.resolve()), tuple(classes), tuple(items), tuple(skipped))
+    return Source("folder", str(root.resolve()), SPLITS, tuple(classes), tuple(items), tuple(skipped))
 
 
 def _file_sha256(path: Path) -> str:
@@ -246,28 +209,5 @@ def scan_parquet(src: str | Path, test_fraction: float, image_column: str = "ima
             missing = next(c for i, c in enumerate(classes) if i not in have)
             raise SourceError(f"images.src {src}: no {split} images of class {missing!r}")
     items.sort(key=lambda it: int(it[1]))  # file order: a shard reads contiguous rows
-    return Source("parquet", str(path.resolve()), tuple(classes), tuple(items), tuple(skipped), image_column,
+    return Source("parquet", str(path.resolve()), SPLITS, tuple(classes), tuple(items), tuple(skipped), image_column,
                   _file_sha256(path))
-
-
-def content_hash(source: Source, size: int, channels: int, shard_size: int = DEFAULT_SHARD_SIZE) -> str:
-    """sha256 (16 hex) of the recipe, the shard size, the classes and every image's split, name, label and
-    size (Parquet: and the file's sha256): the prepared version's name in the store."""
-    head = {"recipe": recipe(size, channels), "kind": source.kind, "shard_size": shard_size,
-            "classes": source.classes, "file_sha256": source.file_sha256}
-    h = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
-    for split, ref, label, nbytes in source.items:
-        h.update(f"\n{split}\t{ref}\t{label}\t{nbytes}".encode())
-    return h.hexdigest()[:16]
-
-
-def shard_jobs(source: Source, size: int, channels: int, shard_size: int = DEFAULT_SHARD_SIZE) -> list[ShardJob]:
-    """The shards of a source, train then test, each of at most shard_size images in listing order."""
-    digest = content_hash(source, size, channels, shard_size)
-    jobs = []
-    for split in SPLITS:
-        refs = [(ref, label) for s, ref, label, _ in source.items if s == split]
-        for i, start in enumerate(range(0, len(refs), shard_size)):
-            jobs.append(ShardJob(source.kind, digest, split, i, source.root, tuple(refs[start:start + shard_size]),
-                                 size, channels, source.image_column))
-    return jobs

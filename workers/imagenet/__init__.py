@@ -1,7 +1,8 @@
 """ImageNet (ILSVRC-2012): shards of 256x256 warped images, prepared once into the store, read by trials.
 
-- prepare.py: scan the source folder, decode and warp each shard (a Ray task each, run by the
-  driver's `data prepare imagenet`), merge the per-class sums into the mean image and the manifest.
+- prepare.py: ImageNet's reader over the shard pipeline of workers/shards.py: list the source
+  folder, warp each shard (a Ray task each, run by the driver's `data prepare imagenet`), merge the
+  per-class sums into the mean image and the manifest.
 - load.py: memory-map the shards of a half's classes and crop batches (the HalfLoader of data.py).
 - jpeg.py: the JPEG shard format (encode, pack, decode on CPU or with nvJPEG on the GPU).
 
@@ -18,7 +19,6 @@ NAME = "imagenet"
 IMAGE_SIZE, CROP = 256, 227
 CENTRE = (IMAGE_SIZE - CROP) // 2  # Caffe's test-time offset: 14
 POINTER = data_pointer_path(NAME)  # the prepared version new sweeps read
-MANIFEST = "manifest.json"
 # What the shard bytes depend on. Bump the version when the decoding or the layout changes.
 FORMATS = ("jpeg", "raw")
 DEFAULT_FORMAT = "jpeg"

@@ -21,10 +21,19 @@ from typing import Iterator
 
 import numpy as np
 
-from sweepcore.layout import check_hash, check_relative_name, check_sha256, dataset_prefix, inside, shown
+from sweepcore.layout import (
+    check_hash,
+    check_relative_name,
+    check_sha256,
+    dataset_folder,
+    dataset_prefix,
+    inside,
+    manifest_path,
+    shown,
+)
 from sweepcore.records import read_data_version
 from workers.cache import cache_dir, fetch_once
-from workers.imagenet import CENTRE, CROP, FORMATS, IMAGE_SIZE, MANIFEST, NAME, jpeg
+from workers.imagenet import CENTRE, CROP, FORMATS, IMAGE_SIZE, NAME, jpeg
 from workers.splits import half_classes
 
 _GATHER_THREADS = 8  # parallel page faults when a batch comes from cold memory-mapped shards
@@ -47,7 +56,7 @@ def _digest(store, digest: object) -> str:
     try:
         return check_hash(digest)
     except ValueError as exc:
-        raise ValueError(f"{store.uri(f'datasets/{NAME}')}: version {exc}") from None
+        raise ValueError(f"{store.uri(dataset_folder(NAME))}: version {exc}") from None
 
 
 class _Bad(ValueError):
@@ -57,8 +66,7 @@ class _Bad(ValueError):
 def read_manifest(store, digest: str) -> dict:
     """The committed manifest of a prepared version, its structure checked once (types, bounds, names,
     sha256s): a manifest that passes names only files below its version's folder."""
-    return checked_manifest(store, f"{dataset_prefix(NAME, _digest(store, digest))}/{MANIFEST}",
-                            lambda m: _check_manifest(m, digest))
+    return checked_manifest(store, manifest_path(NAME, _digest(store, digest)), lambda m: _check_manifest(m, digest))
 
 
 def checked_manifest(store, path: str, check) -> dict:
@@ -167,7 +175,7 @@ def local_file(store, digest: str, rel: str, sha256: str | None, keep: frozenset
         if sha256 and hashlib.sha256(data).hexdigest() != sha256:
             raise ValueError(f"{store.uri(path)}: sha256 does not match the manifest")
         return data
-    return str(fetch_once(root, f"datasets/{name}/{digest}/{rel}", None, download, keep))
+    return str(fetch_once(root, f"{dataset_prefix(name, digest)}/{rel}", None, download, keep))
 
 
 @dataclass
@@ -251,7 +259,7 @@ def _shard_files(manifest: dict, split: str, classes: list[int]) -> list[tuple[d
 def fetch_files(store, digest: str, manifest: dict, classes: list[int]) -> dict[str, str]:
     """Local paths of every file a half needs (both splits, the class sums), fetched in parallel
     (one download per node; the half's own files are never evicted to make room for each other)."""
-    prefix = f"datasets/{NAME}/{digest}"
+    prefix = dataset_prefix(NAME, digest)
     wanted = [(manifest["class_sums"], manifest["sha256"]["class_sums"])]
     for split in ("train", "val"):
         for entry, names in _shard_files(manifest, split, classes):
