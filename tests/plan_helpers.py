@@ -84,3 +84,15 @@ def random_half(num_classes: int):
     """A HalfLoader over `num_classes` of 20 classes of random 28x28 images (2 train, 1 test each)."""
     from workers import data
     return data.half_from_arrays(noise_arrays(0, 2, 1), list(range(num_classes)))
+
+
+def assert_frozen_prefix_changes_only_autograd(model: torch.nn.Module, prefix: int, frozen: str, trained: str):
+    """With `frozen_prefix = prefix` the network computes the same outputs, bitwise, and only autograd
+    changes: parameter `frozen` gets no gradient, `trained` does (what frozen transfers rely on)."""
+    x = torch.randn(4, 1, 28, 28, generator=seeded(1))
+    full = model(x)
+    model.frozen_prefix = prefix
+    prefixed = model(x)
+    assert torch.equal(full, prefixed)
+    prefixed.sum().backward()
+    assert model.get_parameter(frozen).grad is None and model.get_parameter(trained).grad is not None

@@ -67,3 +67,14 @@ def result_files(store_dir: Path) -> list[Path]:
 def attempt_count(store, key: str) -> int:
     from sweepcore.records import read_attempts
     return len(read_attempts(store, key))
+
+
+def assert_one_failed_shard(proc: subprocess.CompletedProcess, total: int, dataset: str) -> None:
+    """`data prepare` with shard 1 of train failing: exit 1, its FAILED line, and one last line saying
+    how many failed and that the others are committed (the one failure policy of both sources)."""
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"transfer-sweep: error: 1 of {total} shards of {dataset} failed (first: train shard 1: "
+                           "StoreError: "), proc.stderr[-3000:]
+    assert last.endswith("the others are committed: run the same command again to finish"), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "FAILED train shard 1: StoreError: " in proc.stderr

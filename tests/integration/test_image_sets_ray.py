@@ -8,12 +8,12 @@ from pathlib import Path
 import yaml
 from image_set_specs import image_spec, resolved
 from image_trees import write_parquet, write_tree
+from sweep_helpers import assert_one_failed_shard, cli, env_with
 
 from sweepcore.store import open_store
 
 
 def test_a_folder_study_runs_end_to_end_and_skips_the_corrupt_file(ray_head, tmp_path):
-    from sweep_helpers import cli, env_with
 
     from sweepcore.records import read_results
     root = write_tree(tmp_path / "tree", corrupt=("dog/broken.jpg",))
@@ -32,7 +32,6 @@ def test_a_folder_study_runs_end_to_end_and_skips_the_corrupt_file(ray_head, tmp
 
 
 def test_a_parquet_study_runs_end_to_end_on_s3(ray_head, s3_server, tmp_path, monkeypatch):
-    from sweep_helpers import cli, env_with
 
     from sweepcore.records import read_results
     uri = f"s3://{s3_server.make_bucket()}/study"
@@ -52,7 +51,6 @@ def test_a_parquet_study_runs_end_to_end_on_s3(ray_head, s3_server, tmp_path, mo
 
 
 def test_run_of_a_class_whose_images_cannot_be_read_exits_2_with_one_line(ray_head, tmp_path):
-    from sweep_helpers import cli, env_with
     root = write_tree(tmp_path / "tree", classes=("a", "b", "c"), per_class=4)
     for f in (root / "c").iterdir():
         f.write_bytes(b"junk")
@@ -68,7 +66,6 @@ def test_run_of_a_class_whose_images_cannot_be_read_exits_2_with_one_line(ray_he
 
 
 def test_data_prepare_of_an_image_set_spec_commits_its_version_once(ray_head, tmp_path):
-    from sweep_helpers import cli, env_with
     raw = image_spec(write_tree(tmp_path / "tree", corrupt=("eel/x.png",)))
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -89,7 +86,6 @@ def test_data_prepare_of_an_image_set_spec_commits_its_version_once(ray_head, tm
 
 
 def test_failed_shards_of_an_image_set_exit_1_like_imagenet_s_and_the_same_command_finishes_them(ray_head, tmp_path):
-    from sweep_helpers import cli, env_with
     raw = image_spec(write_tree(tmp_path / "tree"), images={"shard_size": 20})
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -99,12 +95,7 @@ def test_failed_shards_of_an_image_set_exit_1_like_imagenet_s_and_the_same_comma
     blocked.mkdir(parents=True)  # a folder where the shard's images go: its task fails, the others do not
     args = ("data", "prepare", "folder", "--spec", str(path), "--store", raw["store"], "--address", ray_head.address)
     proc = cli(*args, env=env_with(ray_head))
-    assert proc.returncode == 1, proc.stderr[-3000:]
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("transfer-sweep: error: 1 of 4 shards of folder failed (first: train shard 1: "
-                           "StoreError: "), proc.stderr[-3000:]
-    assert last.endswith("the others are committed: run the same command again to finish"), proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr and "FAILED train shard 1: StoreError: " in proc.stderr
+    assert_one_failed_shard(proc, 4, "folder")
     assert not (prefix / "manifest.json").exists() and len(list(prefix.glob("*/shard-*.json"))) == 3
     blocked.rmdir()
     again = cli(*args, env=env_with(ray_head))

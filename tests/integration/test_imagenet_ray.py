@@ -1,8 +1,9 @@
 """ImageNet prepared on Ray: into S3 with the bytes of the pure functions; failed shards exit 1 and the
 same command finishes them."""
 
-
 from imagenet_tree import SHARD
+from s3_server import use_server_env
+from sweep_helpers import assert_one_failed_shard, cli, env_with
 
 from sweepcore.store import open_store
 from workers.imagenet import load as imagenet_load
@@ -10,12 +11,6 @@ from workers.imagenet import load as imagenet_load
 
 def test_cli_prepares_on_ray_into_s3_with_the_same_content_as_the_pure_functions(
         prepared, ray_head, s3_server, monkeypatch):
-    try:
-        from tests.s3_server import use_server_env
-        from tests.sweep_helpers import cli, env_with
-    except ImportError:
-        from s3_server import use_server_env
-        from sweep_helpers import cli, env_with
     uri = f"s3://{s3_server.make_bucket()}/p"
     proc = cli("data", "prepare", "imagenet", "--src", str(prepared["src"]), "--store", uri,
                "--shard-size", str(SHARD), "--format", "raw", "--address", ray_head.address,
@@ -32,22 +27,13 @@ def test_cli_prepares_on_ray_into_s3_with_the_same_content_as_the_pure_functions
 
 
 def test_failed_shards_exit_1_with_one_line_and_the_same_command_finishes_them(prepared, ray_head, tmp_path):
-    try:
-        from tests.sweep_helpers import cli, env_with
-    except ImportError:
-        from sweep_helpers import cli, env_with
     store = tmp_path / "store"
     blocked = store / f"{prepared['jobs'][1].stem}.npy"
     blocked.mkdir(parents=True)  # a folder where the shard's images go: its task fails, the others do not
     args = ("data", "prepare", "imagenet", "--src", str(prepared["src"]), "--store", str(store),
             "--shard-size", str(SHARD), "--format", "raw", "--address", ray_head.address)
     proc = cli(*args, env=env_with(ray_head), timeout=300)
-    assert proc.returncode == 1, proc.stderr[-3000:]
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("transfer-sweep: error: 1 of 7 shards of imagenet failed (first: train shard 1: "
-                           "StoreError: "), proc.stderr[-3000:]
-    assert last.endswith("the others are committed: run the same command again to finish"), proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr and "FAILED train shard 1: StoreError: " in proc.stderr
+    assert_one_failed_shard(proc, 7, "imagenet")
     digest = prepared["manifest"]["hash"]
     assert not (store / "datasets" / "imagenet" / digest / "manifest.json").exists()  # nothing merged
     assert len(list((store / "datasets" / "imagenet" / digest).glob("*/shard-*.json"))) == 6

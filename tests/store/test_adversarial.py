@@ -4,6 +4,7 @@ names, contacts no host the store names, and changes or loses nothing committed.
 from __future__ import annotations
 
 import http.server
+import importlib
 import os
 import subprocess
 import sys
@@ -154,8 +155,10 @@ def test_a_module_found_through_a_path_entry_nobody_named_is_refused_before_it_r
     (tmp_path / "mine.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
     # tests/ is on the path and holds the tier folder tests/store, a namespace portion of `store` too:
     # only the planted store may be found here
-    monkeypatch.setattr(sys, "path", [p for p in sys.path if not os.path.isdir(os.path.join(p or ".", "store"))])
-    monkeypatch.syspath_prepend(str(tmp_path))
+    # (one setattr, undone as a whole: syspath_prepend's own undo would restore the filtered path)
+    monkeypatch.setattr(sys, "path", [str(tmp_path)] + [p for p in sys.path
+                                                         if not os.path.isdir(os.path.join(p or ".", "store"))])
+    importlib.invalidate_caches()
     for name in ("store.evil", "mine"):
         with pytest.raises(ValueError, match=f"^module '{name}' would be imported from {tmp_path}, a working "
                                              "directory on the path, not installed code: install it, or put its "

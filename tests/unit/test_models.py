@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
-from plan_helpers import planned_settings
+from plan_helpers import assert_frozen_prefix_changes_only_autograd, planned_settings
 
 from sweepcore.settings import ModelSettings
 from workers import models
@@ -92,11 +92,4 @@ def test_init_layers_is_deterministic_and_touches_only_the_named_layers():
 
 
 def test_frozen_prefix_changes_nothing_but_autograd():
-    model = build_model(TINY, _gen()).eval()
-    x = torch.randn(4, 1, 28, 28, generator=_gen(1))
-    full = model(x)
-    model.frozen_prefix = 5
-    prefixed = model(x)
-    assert torch.equal(full, prefixed)
-    prefixed.sum().backward()
-    assert model.conv5.weight.grad is None and model.fc6.weight.grad is not None
+    assert_frozen_prefix_changes_only_autograd(build_model(TINY, _gen()).eval(), 5, "conv5.weight", "fc6.weight")

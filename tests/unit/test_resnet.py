@@ -3,7 +3,13 @@ from dataclasses import replace
 
 import pytest
 import torch
-from plan_helpers import planned_settings, random_half, seeded, state_copy
+from plan_helpers import (
+    assert_frozen_prefix_changes_only_autograd,
+    planned_settings,
+    random_half,
+    seeded,
+    state_copy,
+)
 
 from sweepcore.cut_points import CAFFENET_CUT_POINTS, cut_point_of, resnet_cut_points
 from sweepcore.settings import ModelSettings
@@ -105,15 +111,8 @@ def test_the_build_depends_only_on_the_generator_and_leaves_the_global_rng_alone
 
 
 def test_frozen_prefix_changes_nothing_but_autograd():
-    model = build_network(RESNET, seeded(0)).eval()
-    x = torch.randn(4, 1, 28, 28, generator=seeded(1))
-    full = model(x)
-    model.frozen_prefix = 3
-    prefixed = model(x)
-    assert torch.equal(full, prefixed)
-    prefixed.sum().backward()
-    assert model.get_submodule("layer1.1.conv2").weight.grad is None
-    assert model.get_submodule("layer2.0.conv1").weight.grad is not None
+    assert_frozen_prefix_changes_only_autograd(build_network(RESNET, seeded(0)).eval(), 3, "layer1.1.conv2.weight",
+                                               "layer2.0.conv1.weight")
 
 
 # --- surgery -----------------------------------------------------------------------------------------
