@@ -19,14 +19,8 @@ from typing import Optional
 import yaml
 
 from orchestrator.errors import UsageError
-from orchestrator.spec.schema import (
-    DEFAULT_STORE,
-    MAX_SPEC_BYTES,
-    SweepSpec,
-    load_spec,
-    parse_spec,
-    read_spec_mapping,
-)
+from orchestrator.spec.loading import MAX_SPEC_BYTES, load_spec, parse_spec, read_spec_mapping
+from orchestrator.spec.schema import DEFAULT_STORE, SweepSpec
 from orchestrator.spec.sweep import Sweep
 from orchestrator.trust import record_path, recorded, remember, submitted_digest, trusted_fields_line, verify
 from sweepcore.layout import SPEC_FILE, SWEEPS, spec_path

@@ -9,8 +9,7 @@ from pathlib import Path
 import yaml
 
 from orchestrator.sources import with_image_set
-from orchestrator.spec import Sweep
-from orchestrator.spec.schema import parse_spec
+from orchestrator.spec import Sweep, parse_spec
 from sweepcore.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]

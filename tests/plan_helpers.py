@@ -14,8 +14,8 @@ import dataclasses
 import numpy as np
 import torch
 
+from orchestrator.spec import parse_spec
 from orchestrator.spec.plan import make_plan
-from orchestrator.spec.schema import parse_spec
 from sweepcore.settings import TrialSettings
 from sweepcore.vocabulary import recipe_hash
 

@@ -1,28 +1,18 @@
-"""The sweep spec: a validated, immutable description of one transfer study, loaded from YAML.
+"""The sweep spec: a validated, immutable description of one transfer study (read from YAML by
+loading.py).
 
 Every model is frozen and forbids unknown fields, so a typo in a spec is an error, not a silent default.
-`load_spec` turns every problem (missing file, malformed YAML, a bad field) into one `SpecError` line
-that names the file, the field and the allowed values.
-
-A spec file is user input, so reading it is bounded: at most `MAX_SPEC_BYTES` are read, the text must
-be UTF-8, and the YAML may hold at most `MAX_YAML_NODES` nodes (an alias counts as a copy of what it
-names, which stops "billion laughs" documents) nested at most `MAX_YAML_DEPTH` deep. No message echoes
-more than a short excerpt of the input, and every message is one line.
+No message echoes more than a short excerpt of the input (`excerpt`, `clip`), and every message is one
+line (`SpecError`).
 """
 from __future__ import annotations
 
-import os
 import re
 import reprlib
-from pathlib import Path
 from typing import Annotated, Literal, Optional
 from urllib.parse import urlsplit
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from yaml.composer import Composer
-from yaml.constructor import SafeConstructor
-from yaml.resolver import Resolver
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.spec.images import ImagesSpec, check_image_set
 from sweepcore.cut_points import CAFFENET_CUT_POINTS, resnet_cut_points
@@ -47,9 +37,6 @@ from sweepcore.vocabulary import (
 SPLIT_PATTERN = re.compile(r"^(random:\d+|natman|groups|all)$")
 MAX_LAYER = 97  # the most blocks a resnet spec allows (6 stages x 16) + its stem
 
-MAX_SPEC_BYTES = 1_000_000  # "1 MB": the largest spec shipped is a few kB
-MAX_YAML_NODES = 10_000  # a spec needs a few hundred; aliases count as copies of what they name
-MAX_YAML_DEPTH = 32  # a spec nests about 5 deep
 EXCERPT_CHARS = 80  # the most of any input value a message shows
 
 
@@ -59,7 +46,7 @@ class SpecError(OneLineError):
     """A one-line, user-facing description of what is wrong with a spec."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(_oneline(message))
+        super().__init__(oneline(message))
 
 
 # Every integer of a spec ends in an int64 Arrow column or a torch seed, and a float must mean a number:
@@ -125,7 +112,7 @@ class ModelSpec(_Frozen):
             if self.arch != "small":
                 raise ValueError("give model.arch or model.factory, not both (a factory builds its own network)")
             if not FACTORY_PATTERN.match(self.factory):
-                raise ValueError(f"factory {_excerpt(self.factory)} is not 'package.module:function'")
+                raise ValueError(f"factory {excerpt(self.factory)} is not 'package.module:function'")
             extra = sorted(given)
             if extra:
                 raise ValueError(f"{extra[0]} is for the built-in networks: a factory builds its own")
@@ -222,7 +209,7 @@ class MlflowSpec(_Frozen):
         parts = urlsplit(uri)
         if parts.scheme not in MLFLOW_SCHEMES:
             raise ValueError(f"tracking_uri must start with one of {', '.join(s + ':' for s in MLFLOW_SCHEMES)} "
-                             f"(got {_excerpt(uri)})")
+                             f"(got {excerpt(uri)})")
         if parts.username or parts.password:
             raise ValueError("tracking_uri must not carry credentials (the spec is stored and shown): set "
                              "MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN on the driver")
@@ -241,7 +228,7 @@ class SplitSpec(_Frozen):
     @classmethod
     def _split_name(cls, split):
         if not SPLIT_PATTERN.match(split):
-            raise ValueError(f"unknown split {_excerpt(split)} (allowed: {SPLIT_HELP})")
+            raise ValueError(f"unknown split {excerpt(split)} (allowed: {SPLIT_HELP})")
         return split
 
     @model_validator(mode="after")
@@ -284,7 +271,7 @@ class SweepSpec(_Frozen):
     def _name(cls, name):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", name):
             raise ValueError("name must be 1-64 letters, digits, '-' or '_', starting with a letter or digit "
-                             f"(got {_excerpt(name)})")
+                             f"(got {excerpt(name)})")
         return name
 
     @field_validator("store")
@@ -310,7 +297,7 @@ class SweepSpec(_Frozen):
     @classmethod
     def _dataset(cls, dataset):
         if dataset not in DATASET_NAMES:
-            raise ValueError(f"unknown dataset {_excerpt(dataset)} (allowed: {', '.join(DATASET_NAMES)})")
+            raise ValueError(f"unknown dataset {excerpt(dataset)} (allowed: {', '.join(DATASET_NAMES)})")
         return dataset
 
     @model_validator(mode="after")
@@ -381,222 +368,6 @@ def cut_count(model: ModelSpec) -> Optional[int]:
     return len(CAFFENET_CUT_POINTS)
 
 
-# --- loading -------------------------------------------------------------------------------------
-def load_spec(path: str | Path, overrides: tuple[str, ...] = ()) -> SweepSpec:
-    """Read, override (`a.b=value`, value parsed as YAML) and validate a spec; SpecError on any problem."""
-    path = Path(path)
-    where = _oneline(str(path))
-    try:
-        if not path.is_file():
-            raise SpecError(f"{where}: spec file not found")
-        with path.open("rb") as f:
-            data = f.read(MAX_SPEC_BYTES + 1)
-            size = max(len(data), _file_size(f))
-    except OSError as exc:
-        raise SpecError(f"{where}: cannot read the spec file: {exc.strerror or type(exc).__name__}") from None
-    if len(data) > MAX_SPEC_BYTES:
-        raise SpecError(f"{where}: spec file is {size} bytes, larger than the 1 MB ({MAX_SPEC_BYTES} bytes) "
-                        "a spec may be")
-    raw = read_spec_mapping(data, where)
-    for item in overrides:
-        _apply_override(raw, item, where)
-    return parse_spec(raw, source=where)
-
-
-def read_spec_mapping(data: bytes, source: str) -> dict:
-    """The mapping a spec's bytes hold, parsed with the bounded YAML loader; SpecError on any problem."""
-    if len(data) > MAX_SPEC_BYTES:  # a store read stops at MAX_SPEC_BYTES + 1: "more than" is all it knows
-        raise SpecError(f"{source}: spec is more than {MAX_SPEC_BYTES} bytes, larger than the 1 MB a spec may be")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
-    try:
-        raw = _safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{source}: {_yaml_problem(exc, text)}") from None
-    if not isinstance(raw, dict):
-        raise SpecError(f"{source}: a spec must be a YAML mapping of fields (name, dataset, splits, ...)")
-    return raw
-
-
-def _file_size(f) -> int:
-    try:
-        return os.fstat(f.fileno()).st_size
-    except OSError:
-        return 0
-
-
-class _LimitExceeded(yaml.MarkedYAMLError):
-    """The document is larger (in expanded nodes) or deeper than any spec needs."""
-
-
-class _NodeLimits:
-    """Composer and constructor hooks that refuse documents of more than MAX_YAML_NODES nodes or
-    MAX_YAML_DEPTH levels.
-
-    An alias counts as a copy of the node it names, so nested aliases ("billion laughs") are refused while
-    they are composed, before anything is constructed or validated; a recursive alias is refused too. Values
-    the constructor cannot turn into Python (a 13th month, a 5000-digit integer) become ConstructorErrors.
-    """
-
-    anchors: dict
-
-    def _start_counting(self) -> None:
-        self._nodes = 0
-        self._depth = 0
-        self._sizes: dict[str, int] = {}  # anchor -> nodes its node stands for, aliases expanded
-
-    def compose_node(self, parent, index):
-        event = self.peek_event()  # type: ignore[attr-defined]
-        if isinstance(event, yaml.AliasEvent):
-            if event.anchor in self.anchors and event.anchor not in self._sizes:
-                raise _LimitExceeded(None, None, f"recursive YAML alias *{_clip(event.anchor, 40)} "
-                                     "(an alias inside the node it names)", event.start_mark)
-            self._count(self._sizes.get(event.anchor, 0), event)
-            return super().compose_node(parent, index)  # type: ignore[misc]
-        self._count(1, event)
-        first = self._nodes
-        self._depth += 1
-        if self._depth > MAX_YAML_DEPTH:
-            raise _LimitExceeded(None, None, f"YAML nested more than {MAX_YAML_DEPTH} levels deep "
-                                 "(a spec needs about 5)", event.start_mark)
-        try:
-            node = super().compose_node(parent, index)  # type: ignore[misc]
-        finally:
-            self._depth -= 1
-        if event.anchor is not None:
-            self._sizes[event.anchor] = self._nodes - first + 1
-        return node
-
-    def _count(self, nodes: int, event) -> None:
-        self._nodes += nodes
-        if self._nodes > MAX_YAML_NODES:
-            raise _LimitExceeded(None, None, f"too many YAML aliases/nodes (limit {MAX_YAML_NODES}, "
-                                 "an alias counting as a copy of what it names)", event.start_mark)
-
-    def construct_object(self, node, deep=False):
-        try:
-            return super().construct_object(node, deep=deep)  # type: ignore[misc]
-        except (ValueError, OverflowError) as exc:
-            raise yaml.constructor.ConstructorError(None, None, f"cannot read this value: {exc}",
-                                                    node.start_mark) from None
-
-
-class _BoundedLoader(_NodeLimits, yaml.SafeLoader):
-    """yaml.SafeLoader with the node, depth and value limits; pure Python (used for --set values)."""
-
-    def __init__(self, stream) -> None:
-        super().__init__(stream)
-        self._start_counting()
-
-
-try:
-    from yaml.cyaml import CParser
-except ImportError:  # PyYAML built without libyaml: the pure-Python loader does it all, more slowly
-    CParser = None
-
-if CParser is not None:
-    class _FastBoundedLoader(_NodeLimits, Composer, CParser, SafeConstructor, Resolver):
-        """The same loader with libyaml's scanner and parser under PyYAML's (bounded) composer.
-
-        Scanning is where the pure-Python loader spends its time: 1 MB of comments or blank lines takes it
-        about 2 s, libyaml 10 ms. Composing stays in Python so the node limit stops a document early.
-        """
-
-        def __init__(self, stream) -> None:
-            CParser.__init__(self, stream)
-            Composer.__init__(self)
-            SafeConstructor.__init__(self)
-            Resolver.__init__(self)
-            self._start_counting()
-
-
-def _safe_load(text: str, fast: bool = True):
-    """yaml.safe_load with the limits; `fast` uses libyaml where PyYAML has it (text must be valid UTF-8)."""
-    loader = _FastBoundedLoader(text) if fast and CParser is not None else _BoundedLoader(text)
-    try:
-        return loader.get_single_data()
-    finally:
-        loader.dispose()
-
-
-def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
-    """A YAML error as `line L column C: what`, on one line, the input in it cut short."""
-    if isinstance(exc, yaml.reader.ReaderError):
-        # PyYAML's reader counts characters, libyaml's counts bytes
-        at = exc.position if exc.encoding == "unicode" else len(text.encode()[:exc.position].decode(errors="ignore"))
-        line = text.count("\n", 0, at) + 1
-        column = at - (text.rfind("\n", 0, at) + 1) + 1
-        char = f"#x{exc.character:04x}" if isinstance(exc.character, int) else _excerpt(exc.character, 12)
-        return f"line {line} column {column}: character {char} is not allowed in YAML"
-    mark = getattr(exc, "problem_mark", None)
-    where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
-    if isinstance(exc, _LimitExceeded):  # our own words, short already
-        return f"{where}{exc.problem}"
-    problem = getattr(exc, "problem", None) or "not valid YAML"
-    context = getattr(exc, "context", None)
-    return f"{where}malformed YAML: {_clip(f'{context}, {problem}' if context else problem, 120)}"
-
-
-def parse_spec(raw: dict, source: str = "spec") -> SweepSpec:
-    """Validate a spec mapping; SpecError names the field and the allowed values."""
-    try:
-        return SweepSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise SpecError(f"{source}: {_describe(exc)}") from None
-
-
-def _apply_override(raw: dict, item: str, where: str) -> None:
-    if "=" not in item:
-        raise SpecError(f"--set {_excerpt(item)}: expected FIELD=VALUE, e.g. train.epochs=2")
-    dotted, value = item.split("=", 1)
-    node = raw
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise SpecError(f"--set {_clip(dotted)}: {_clip(part)} is not a mapping in {where}")
-    try:
-        node[parts[-1]] = _safe_load(value, fast=False)  # argv may hold surrogates libyaml refuses
-    except yaml.YAMLError as exc:
-        raise SpecError(f"--set {_clip(dotted)}: value {_excerpt(value)}: {_yaml_problem(exc, value)}") from None
-
-
-def _describe(exc: ValidationError) -> str:
-    """The first validation error as one line: the field path, what is wrong, what is allowed."""
-    err = exc.errors()[0]
-    loc = _loc(err["loc"])
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        parent = _model_at(SweepSpec, err["loc"][:-1])
-        allowed = ", ".join(parent.model_fields) if parent else "see the spec reference"
-        return f"{loc}: unknown field (allowed: {allowed})"
-    if kind == "missing":
-        return f"{loc}: required field is missing"
-    msg = err["msg"].removeprefix("Value error, ")
-    if kind == "literal_error":
-        return f"{loc}: {_excerpt(err['input'])} is not allowed ({msg.replace('Input should be', 'allowed:')})"
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        return f"{loc}: {msg.lower()} (got {_excerpt(err['input'])})"
-    # our own validators excerpt what they echo; the cut is a backstop for pydantic's messages
-    msg = _clip(msg, 4 * EXCERPT_CHARS)
-    return f"{loc}: {msg}" if loc else msg
-
-
-def _loc(parts) -> str:
-    out = ""
-    for p in parts:
-        if isinstance(p, int):
-            out += f"[{p}]"
-        elif p in ("function-after[_split_strings(), tuple[SplitSpec, ...]]",):
-            continue
-        else:
-            name = _clip(str(p), EXCERPT_CHARS // 2)
-            out += f".{name}" if out else name
-    return out
-
-
 # --- excerpts: what a message may show of the input ------------------------------------------------
 _REPR = reprlib.Repr()
 _REPR.maxstring = 2 * EXCERPT_CHARS
@@ -605,44 +376,19 @@ _REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxfrozenset = _REPR.maxdi
 _REPR.maxlevel = 3
 
 
-def _excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
     """`value`'s repr for a message: one line, at most `limit` characters, cut with '...'."""
-    return _clip(_REPR.repr(value), limit)
+    return clip(_REPR.repr(value), limit)
 
 
-def _clip(text: str, limit: int = EXCERPT_CHARS) -> str:
+def clip(text: str, limit: int = EXCERPT_CHARS) -> str:
     """`text` on one line (control characters escaped), at most `limit` characters, cut with '...'."""
-    text = _oneline(text[:4 * limit])
+    text = oneline(text[:4 * limit])
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _oneline(text: str) -> str:
+def oneline(text: str) -> str:
     """`text` with newlines and other unprintable characters escaped as in a repr."""
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def _model_at(model, loc) -> type[BaseModel] | None:
-    """The pydantic model class at a location path, to list the fields it allows."""
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        ann = field.annotation
-        model = _inner_model(ann)
-        if model is None:
-            return None
-    return model
-
-
-def _inner_model(ann) -> type[BaseModel] | None:
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return ann
-    for arg in getattr(ann, "__args__", ()) or ():
-        found = _inner_model(arg)
-        if found:
-            return found
-    return None

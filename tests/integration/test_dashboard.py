@@ -19,8 +19,8 @@ import pytest
 from sweep_helpers import cli, env_with, tiny_spec, wait_for
 
 from orchestrator.execution.driver_job import DRIVER_ENV, submission_base
+from orchestrator.spec import load_spec
 from orchestrator.spec.plan import make_plan
-from orchestrator.spec.schema import load_spec
 from sweepcore.records import read_results
 from sweepcore.store import open_store
 

@@ -13,8 +13,8 @@ import pytest
 from ray_cluster import pids_using, start_head, stop_head
 from sweep_helpers import cli, cli_background, env_with, tiny_spec, wait_for
 
+from orchestrator.spec import load_spec
 from orchestrator.spec.plan import make_plan
-from orchestrator.spec.schema import load_spec
 from sweepcore.records import newest_checkpoint_step, read_attempts, read_failures, read_results
 from sweepcore.store import open_store
 

@@ -8,8 +8,8 @@ import time
 
 from sweep_helpers import attempt_count, cli, cli_background, env_with, result_files, tiny_spec, wait_for
 
+from orchestrator.spec import load_spec
 from orchestrator.spec.plan import make_plan
-from orchestrator.spec.schema import load_spec
 from sweepcore.layout import checkpoint_prefix
 from sweepcore.records import read_attempts, read_results
 from sweepcore.store import open_store

@@ -7,8 +7,8 @@ from pathlib import Path
 from s3_server import AWS_ENV_TO_CLEAR
 from sweep_helpers import cli, env_with, tiny_spec
 
+from orchestrator.spec import load_spec
 from orchestrator.spec.plan import make_plan
-from orchestrator.spec.schema import load_spec
 from sweepcore.records import read_results
 from sweepcore.store import open_store
 

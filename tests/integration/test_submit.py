@@ -16,8 +16,8 @@ from orchestrator.execution.driver_job import (
     META_SWEEP,
     submission_base,
 )
+from orchestrator.spec import load_spec
 from orchestrator.spec.plan import make_plan
-from orchestrator.spec.schema import load_spec
 from sweepcore.records import read_results
 from sweepcore.store import open_store
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pyarrow.dataset as pads
 from sweep_helpers import attempt_count, cli, env_with, result_files, tiny_spec
 
+from orchestrator.spec import load_spec
 from orchestrator.spec.plan import make_plan
-from orchestrator.spec.schema import load_spec
 from sweepcore.records import read_attempts, read_results
 from sweepcore.store import open_store
 

@@ -17,7 +17,7 @@ from s3_server import use_server_env
 from sweep_helpers import CLI, ROOT, tiny_spec
 
 from orchestrator.sources import record_spec
-from orchestrator.spec.schema import load_spec
+from orchestrator.spec import load_spec
 from sweepcore.layout import spec_path
 from sweepcore.store import open_store
 

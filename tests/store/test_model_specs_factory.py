@@ -13,8 +13,8 @@ import yaml
 
 from orchestrator.errors import UsageError
 from orchestrator.sources import with_factory_cut_points
+from orchestrator.spec import parse_spec
 from orchestrator.spec.plan import make_plan
-from orchestrator.spec.schema import parse_spec
 from workers.networks import build_network
 
 ROOT = Path(__file__).resolve().parents[2]

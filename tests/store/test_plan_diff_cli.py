@@ -8,8 +8,8 @@ from pathlib import Path
 
 from result_rows import row_of
 
+from orchestrator.spec import load_spec
 from orchestrator.spec.plan import make_plan
-from orchestrator.spec.schema import load_spec
 from sweepcore import records
 from sweepcore.store import open_store
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from ray_cluster import free_port
 from sweep_helpers import cli, tiny_spec
 
+from orchestrator.spec import load_spec
 from orchestrator.spec.plan import make_plan
-from orchestrator.spec.schema import load_spec
 from sweepcore.store import open_store
 
 

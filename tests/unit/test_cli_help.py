@@ -6,7 +6,7 @@ import argparse
 import pytest
 
 from orchestrator.cli import build_parser
-from orchestrator.spec.schema import DEFAULT_STORE
+from orchestrator.spec import DEFAULT_STORE
 
 
 def _store_help(command: str) -> str:

@@ -6,8 +6,8 @@ import pytest
 
 from orchestrator.errors import UsageError
 from orchestrator.sources import with_data_version
+from orchestrator.spec import parse_spec
 from orchestrator.spec.plan import UNRESOLVED, make_plan
-from orchestrator.spec.schema import parse_spec
 from sweepcore.layout import data_pointer_path
 from sweepcore.store import open_store
 from sweepcore.vocabulary import DATASETS

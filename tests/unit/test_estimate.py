@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.spec import parse_spec
 from orchestrator.spec.estimate import (
     REFERENCE_EVAL_SECONDS_PER_IMAGE,
     REFERENCE_STEP_SECONDS,
@@ -16,7 +17,6 @@ from orchestrator.spec.estimate import (
     steps_of,
 )
 from orchestrator.spec.plan import make_plan
-from orchestrator.spec.schema import parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

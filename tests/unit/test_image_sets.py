@@ -14,8 +14,8 @@ from image_trees import CLASSES, write_parquet, write_tree
 from orchestrator.errors import UsageError
 from orchestrator.execution.prepare import PrepareError, prepare_image_set
 from orchestrator.sources import record_spec, stored_sweep
+from orchestrator.spec import SpecError
 from orchestrator.spec.plan import make_plan
-from orchestrator.spec.schema import SpecError
 from sweepcore.store import open_store
 from workers.image_set.scan import SourceError, scan_folder, scan_parquet
 

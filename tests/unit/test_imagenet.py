@@ -23,8 +23,8 @@ from imagenet_tree import (
 from PIL import Image
 
 from orchestrator.execution.prepare import prepare_imagenet
+from orchestrator.spec import parse_spec
 from orchestrator.spec.plan import make_plan
-from orchestrator.spec.schema import parse_spec
 from sweepcore import layout
 from sweepcore.store import StoreRef, open_store
 from workers import data, splits

@@ -10,8 +10,8 @@ import pytest
 import torch
 from jpeg_shards import WNIDS
 
+from orchestrator.spec import parse_spec
 from orchestrator.spec.plan import make_plan
-from orchestrator.spec.schema import parse_spec
 from sweepcore.store import open_store
 from workers import cache
 from workers.imagenet import RECIPE, jpeg

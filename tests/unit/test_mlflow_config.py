@@ -6,7 +6,7 @@ import pytest
 from ray_cluster import free_port
 from sweep_helpers import tiny_spec
 
-from orchestrator.spec.schema import load_spec
+from orchestrator.spec import load_spec
 
 
 def test_mlflow_that_cannot_log_is_one_line_before_anything_runs(tmp_path, monkeypatch):

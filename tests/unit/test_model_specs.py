@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.execution.driver_job import spec_digest
+from orchestrator.spec import SpecError, load_spec, parse_spec
 from orchestrator.spec.plan import make_plan
-from orchestrator.spec.schema import SpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

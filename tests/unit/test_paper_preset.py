@@ -3,8 +3,8 @@ solver and network; docs/paper-mapping.md explains every count asserted here."""
 from collections import Counter
 from pathlib import Path
 
+from orchestrator.spec import load_spec
 from orchestrator.spec.plan import make_plan
-from orchestrator.spec.schema import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 PRESET = ROOT / "sweeps" / "paper.yaml"

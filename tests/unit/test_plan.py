@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.spec import load_spec, parse_spec
 from orchestrator.spec.plan import PROTOCOL_VERSION, counts, make_plan, trial_key
-from orchestrator.spec.schema import load_spec, parse_spec
 from sweepcore.settings import TrialSettings
 
 ROOT = Path(__file__).resolve().parents[2]

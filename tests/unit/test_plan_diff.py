@@ -5,9 +5,9 @@ from pathlib import Path
 
 from result_rows import row_of
 
+from orchestrator.spec import load_spec
 from orchestrator.spec.diff import diff_plan
 from orchestrator.spec.plan import make_plan
-from orchestrator.spec.schema import load_spec
 from sweepcore.settings import PROTOCOL_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -235,7 +235,7 @@ def test_figures_of_an_earlier_report_are_removed_and_nothing_else(tmp_path):
 
 def _recorded_sweep(tmp_path):
     from orchestrator.sources import record_spec
-    from orchestrator.spec.schema import parse_spec
+    from orchestrator.spec import parse_spec
     from sweepcore.store import open_store
 
     spec = parse_spec({"name": "src", "dataset": "fashion-animals", "splits": ["random:0"],

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from orchestrator.execution.schedule import sort_missing
+from orchestrator.spec import parse_spec
 from orchestrator.spec.plan import make_plan
-from orchestrator.spec.schema import parse_spec
 
 SPEC = {"name": "summary", "dataset": "fashion-animals", "splits": ["random:0"],
         "treatments": ["base", "selffer", "transfer"], "layers": [1, 2], "directions": ["A->B"],

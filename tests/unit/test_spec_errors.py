@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 from hostile_specs import DEMO_TEXT, HOSTILE, LONG_LINE, bomb, flow_bomb, nested
 
-import orchestrator.spec.schema as spec_module
-from orchestrator.spec.schema import MAX_SPEC_BYTES, SpecError, _excerpt, load_spec
+import orchestrator.spec.loading as spec_loading
+from orchestrator.spec import SpecError, load_spec
+from orchestrator.spec.loading import MAX_SPEC_BYTES
+from orchestrator.spec.schema import excerpt
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,7 +43,7 @@ def test_hostile_spec_file_load_spec(tmp_path, monkeypatch, label, data, expecte
 ], ids=lambda v: v if isinstance(v, str) and len(v) < 30 else "")
 def test_limits_without_libyaml(tmp_path, monkeypatch, label, text, expected):
     """The pure-Python loader (PyYAML without libyaml) keeps the same limits."""
-    monkeypatch.setattr(spec_module, "CParser", None)
+    monkeypatch.setattr(spec_loading, "CParser", None)
     path = tmp_path / "spec.yaml"
     path.write_text(text)
     with pytest.raises(SpecError, match=re.escape(expected)) as info:
@@ -108,9 +110,9 @@ def test_path_with_newline_stays_one_line(tmp_path):
 
 
 def test_excerpt():
-    assert _excerpt("short") == "'short'"
-    long = _excerpt("x" * 10_000)
+    assert excerpt("short") == "'short'"
+    long = excerpt("x" * 10_000)
     assert len(long) == 80 and long.startswith("'xxx") and long.endswith("...")
-    assert _excerpt("a\nb\x1b") == r"'a\nb\x1b'"
-    nested = _excerpt([["y" * 1000] * 1000] * 1000)
+    assert excerpt("a\nb\x1b") == r"'a\nb\x1b'"
+    nested = excerpt([["y" * 1000] * 1000] * 1000)
     assert len(nested) <= 80 and nested.endswith("...")

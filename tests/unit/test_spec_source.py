@@ -7,7 +7,7 @@ from orchestrator.cli import main
 from orchestrator.errors import UsageError
 from orchestrator.execution.driver_job import driver_entrypoint, spec_digest
 from orchestrator.sources import StoredSpecCheck, record_spec, stored_sweep
-from orchestrator.spec.schema import parse_spec
+from orchestrator.spec import parse_spec
 from orchestrator.trust import record_path, recorded, spec_sha256
 from sweepcore.layout import spec_path
 from sweepcore.store import open_store

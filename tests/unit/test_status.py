@@ -8,9 +8,8 @@ from rich.console import Console
 
 from orchestrator.cli.status import print_status
 from orchestrator.execution.states import STALE_SECONDS, TrialState, trial_states
-from orchestrator.spec import Sweep
+from orchestrator.spec import Sweep, parse_spec
 from orchestrator.spec.plan import make_plan
-from orchestrator.spec.schema import parse_spec
 from sweepcore import layout, records
 from sweepcore.store import open_store
 

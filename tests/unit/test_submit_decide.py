@@ -16,7 +16,7 @@ from orchestrator.execution.driver_job import (
     spec_digest,
     submission_base,
 )
-from orchestrator.spec.schema import load_spec
+from orchestrator.spec import load_spec
 from orchestrator.trust import spec_sha256
 
 
