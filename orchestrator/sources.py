@@ -25,16 +25,21 @@ from orchestrator.spec.sweep import Sweep
 from orchestrator.trust import record_path, recorded, remember, submitted_digest, trusted_fields_line, verify
 from sweepcore.layout import SPEC_FILE, SWEEPS, spec_path
 from sweepcore.records import read_data_version
-from sweepcore.store import Store, absolute_uri, open_store
+from sweepcore.store import Store, StoreRef, absolute_uri, open_store
 from sweepcore.terminal import for_terminal
 from sweepcore.vocabulary import FACTORY_ENTRY_POINTS
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 
+def command_store(store_uri: str | None, endpoint: str | None) -> StoreRef:
+    """The store a command names: --store (default ./store) made absolute, and --endpoint."""
+    return StoreRef(absolute_uri(store_uri or DEFAULT_STORE), endpoint)
+
+
 def open_command_store(store_uri: str | None, endpoint: str | None, check: bool = True) -> Store:
-    """The one store a command opens: --store (default ./store) made absolute."""
-    return open_store(absolute_uri(store_uri or DEFAULT_STORE), endpoint, check)
+    """The one store a command opens (command_store)."""
+    return command_store(store_uri, endpoint).open(check)
 
 
 def sweep_from_args(args: argparse.Namespace, check: bool = True) -> Sweep:
@@ -51,7 +56,7 @@ def stored_sweep(sweep: str, store_uri: str | None, endpoint: str | None,
     --store names (opened here, once)."""
     if store is None:
         store = open_command_store(store_uri, endpoint)
-    return Sweep(stored_spec(sweep, store, absolute_uri(store_uri or DEFAULT_STORE), endpoint, check), store)
+    return Sweep(stored_spec(sweep, store, command_store(store_uri, endpoint).uri, endpoint, check), store)
 
 
 def is_spec_file(argument: str) -> bool:

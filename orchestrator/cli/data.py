@@ -11,8 +11,8 @@ import argparse
 import sys
 
 from orchestrator.cli import args as options
-from orchestrator.sources import open_command_store
-from sweepcore.store import StoreRef, absolute_uri
+from orchestrator.sources import command_store
+from sweepcore.store import StoreRef
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +44,7 @@ def _say(line: str) -> None:
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     """Run `data prepare`; usage problems raise PrepareError (exit 2), failed shards ShardsFailed (exit 1)."""
-    store = StoreRef(absolute_uri(args.store or options.DEFAULT_STORE), args.endpoint)
+    store = command_store(args.store, args.endpoint)
     if args.dataset in ("folder", "parquet"):
         return _prepare_image_set(args, store)
     return _prepare_built_in(args, store)
@@ -60,7 +60,7 @@ def _prepare_built_in(args: argparse.Namespace, store: StoreRef) -> int:
             raise PrepareError("--format is only for imagenet (fashion-animals is published as arrays)")
         if args.src:
             raise PrepareError("--src is only for imagenet (fashion-animals reads its installed sources)")
-        info = prepare_fashion_animals(open_command_store(store.uri, store.endpoint))
+        info = prepare_fashion_animals(store.open(check=True))
         print(f"fashion-animals: {info['train']} train + {info['test']} test images in {info['uri']} "
               f"({info['committed_now']} objects committed now)")
         return 0
@@ -87,7 +87,7 @@ def _prepare_image_set(args: argparse.Namespace, store: StoreRef) -> int:
     if spec.dataset != args.dataset:
         raise PrepareError(f"{args.spec}: dataset is {spec.dataset}, not {args.dataset}")
     spec = with_image_set(spec.model_copy(update={"store": store.uri, "endpoint": store.endpoint}), args.spec)
-    manifest = prepare_image_set(Sweep(spec, open_command_store(store.uri, store.endpoint)), args.address, echo=_say)
+    manifest = prepare_image_set(Sweep(spec, store.open(check=True)), args.address, echo=_say)
     print(f"{spec.dataset} {spec.data_version}: {manifest['num_classes']} classes, {manifest['counts']['train']} "
           f"train + {manifest['counts']['test']} test images, {len(manifest['skipped'])} skipped (listed in "
           f"manifest.json)")

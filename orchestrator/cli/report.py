@@ -13,7 +13,7 @@ from rich.console import Console
 from orchestrator.cli import args as options
 from orchestrator.errors import UsageError
 from orchestrator.sources import open_command_store, stored_sweep
-from orchestrator.spec import Sweep, make_plan
+from orchestrator.spec import Plan, Sweep, make_plan
 from sweepcore.layout import report_prefix
 from sweepcore.store import Store
 
@@ -38,12 +38,14 @@ def add_parsers(sub) -> None:
     sp.set_defaults(func=cmd_compare)
 
 
-def sweep_frames(sweep: Sweep):
-    """(the sweep's planned trials' rows as an Arrow table, its bases' curves as one or None)."""
+def sweep_frames(sweep: Sweep, plan: Plan):
+    """(the rows of the plan's trials as an Arrow table and as a data frame, their bases' curves as an
+    Arrow table or None)."""
     from sweepcore.records import read_base_curves, read_results  # noqa: PLC0415 (Arrow only where rows are read)
 
-    table = read_results(sweep.store, set(make_plan(sweep.spec).by_key()))
-    return table, read_base_curves(sweep.store, table.to_pandas())
+    table = read_results(sweep.store, set(plan.by_key()))
+    results = table.to_pandas()
+    return table, results, read_base_curves(sweep.store, results)
 
 
 def cmd_report(args) -> int:
@@ -55,7 +57,7 @@ def cmd_report(args) -> int:
     sweep = stored_sweep(args.sweep, args.store, args.endpoint)
     spec, store = sweep.spec, sweep.store
     plan = make_plan(spec)
-    table, curves = sweep_frames(sweep)
+    table, results, curves = sweep_frames(sweep, plan)
     planned = pd.DataFrame([{k: getattr(t, k) for k in ("key", "name", "split", "source_half", "target_half",
                                                           "n", "treatment", "seed")} | {"dataset": spec.dataset}
                             for t in plan.trials])
@@ -63,7 +65,7 @@ def cmd_report(args) -> int:
     out = Path(args.out) if args.out else (
         Path(store.uri(report_prefix(spec.name))) if local else Path(f"report-{spec.name}"))
     within = store.local_path() if local and not args.out else None  # default: it stays inside the store
-    info = write_report(table.to_pandas(), out, planned=planned, title=f"sweep {spec.name} ({spec.dataset})",
+    info = write_report(results, out, planned=planned, title=f"sweep {spec.name} ({spec.dataset})",
                         metric=args.metric, curves=curves.to_pandas() if curves is not None else None,
                         within=within)
     # the sweep's rows in one file, to share or commit beside the figures; the bases' curves let a
@@ -118,8 +120,9 @@ class StudyReader:
             return results, curves
         if self._store is None:
             self._store = open_command_store(self.store_uri, self.endpoint)
-        table, base_curves = sweep_frames(stored_sweep(ref, self.store_uri, self.endpoint, store=self._store))
-        return table.to_pandas(), base_curves.to_pandas() if base_curves is not None else None
+        sweep = stored_sweep(ref, self.store_uri, self.endpoint, store=self._store)
+        _, results, base_curves = sweep_frames(sweep, make_plan(sweep.spec))
+        return results, base_curves.to_pandas() if base_curves is not None else None
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -87,8 +87,9 @@ class _Driver:
     and taken down on every way out, including the two that must exit the process from another
     thread at once (the cluster is lost; another driver took the lease over)."""
 
-    def __init__(self, sweep: Sweep, plan: Plan, console: Console, stack: contextlib.ExitStack):
-        self.sweep, self.plan, self.console, self.stack = sweep, plan, console, stack
+    def __init__(self, sweep: Sweep, plan: Plan, console: Console, stack: contextlib.ExitStack, events):
+        """`events`: the run's schedule.ProgressCallback, whose trial events go to the display once it is up."""
+        self.sweep, self.plan, self.console, self.stack, self.events = sweep, plan, console, stack, events
         self.progress = None
         self.log_file: Optional[Path] = None
 
@@ -111,23 +112,7 @@ class _Driver:
             self.stack.callback(publish.close)
         self.progress = self.stack.enter_context(SweepProgress(self.console, len(self.plan), already, spec.name,
                                                                publish))
-
-    # Tune's trial events (schedule.ProgressCallback), forwarded to the display once it is up
-    def started(self, name: str) -> None:
-        if self.progress is not None:
-            self.progress.started(name)
-
-    def finished(self, name: str, top1: Optional[float]) -> None:
-        if self.progress is not None:
-            self.progress.finished(name, top1)
-
-    def retrying(self, name: str, resume_step: int) -> None:
-        if self.progress is not None:
-            self.progress.retrying(name, resume_step)
-
-    def failed(self, name: str, where: str) -> None:
-        if self.progress is not None:
-            self.progress.failed(name, where)
+        self.events.listener = self.progress
 
     def on_lost(self, line: str) -> None:
         """The watchdog's thread, while Tune's loop hangs: say it, release the lease, exit."""
@@ -157,7 +142,8 @@ def run_sweep(sweep: Sweep, address: Optional[str], verbose: bool = False, force
     plan = make_plan(spec)
     console = Console(stderr=True, soft_wrap=True)  # paths and commands stay on one line, copyable
     with contextlib.ExitStack() as stack:
-        driver = _Driver(sweep, plan, console, stack)
+        events = ProgressCallback(None, store)  # Tune's trial events: to the display, once it is up
+        driver = _Driver(sweep, plan, console, stack, events)
         # before anything is written: a second driver changes nothing; one that takes over stops this one
         stack.enter_context(acquire_lease(store, spec.name, force, on_lost=driver.on_taken_over))
         record_spec(spec, store)
@@ -166,7 +152,7 @@ def run_sweep(sweep: Sweep, address: Optional[str], verbose: bool = False, force
         if spec.images is not None:  # a user's image set: decoded into the store once, by Ray tasks
             prepare_images(sweep, address, driver.log_file, lambda line: console.print(line, markup=False))
         summary = run_plan(plan, sweep, address, RunHooks(
-            callbacks=[ProgressCallback(driver, store)], on_start=driver.on_start, on_lost=driver.on_lost,
+            callbacks=[events], on_start=driver.on_start, on_lost=driver.on_lost,
             say=lambda line: console.print(line, markup=False), log_file=driver.log_file))
     console.print(f"sweep {spec.name}: {summary.already_done + summary.completed}/{summary.planned} "
                   f"committed ({summary.completed} trained now, {summary.already_done} before) in "

@@ -31,8 +31,8 @@ from orchestrator.execution.driver_job import (
 )
 from orchestrator.execution.jobs_api import JobsApi
 from orchestrator.execution.lease import JOB_META
-from orchestrator.sources import record_spec, stored_sweep, sweep_from_args
-from orchestrator.spec import DEFAULT_STORE, Sweep, SweepSpec, make_plan
+from orchestrator.sources import command_store, record_spec, stored_sweep, sweep_from_args
+from orchestrator.spec import Sweep, SweepSpec, make_plan
 from orchestrator.trust import recorded
 from sweepcore.records import committed_keys, read_failures
 from sweepcore.store import absolute_uri
@@ -135,7 +135,7 @@ def latest_job(api: JobsApi, name: str, store: Optional[str]):
 def submitted_sha256(sweep: str, store: Optional[str], address: str) -> Optional[str]:
     """The full digest the newest Ray job of `sweep` in `store` was submitted with (its metadata: the
     cluster is the user's side), where this machine has no record of its own; None otherwise."""
-    store_uri = absolute_uri(store or DEFAULT_STORE)
+    store_uri = command_store(store, None).uri
     if recorded(store_uri, sweep) is not None:
         return None
     job = latest_job(JobsApi(address), sweep, store_uri)

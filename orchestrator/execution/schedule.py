@@ -260,7 +260,8 @@ def _exit_lost(line: str) -> None:
 
 class ProgressCallback(tune.Callback):
     """Forwards Tune's trial events to a listener with plain methods (the CLI's progress display):
-    started(name), finished(name, top1), retrying(name, resume_step), failed(name, where)."""
+    started(name), finished(name, top1), retrying(name, resume_step), failed(name, where). The listener
+    may be set later (None: events are dropped), once the display is up."""
 
     def __init__(self, listener, store: Store):
         self.listener, self.store = listener, store  # the run's store: it says where a retry resumes

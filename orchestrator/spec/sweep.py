@@ -26,5 +26,3 @@ def resume_command(spec: SweepSpec) -> str:
     """The exact command that finishes this sweep (what `run`, `status` and the watchdog tell users)."""
     endpoint = f" --endpoint {spec.endpoint}" if spec.endpoint else ""
     return f"transfer-sweep resume {spec.name} --store {spec.store}{endpoint}"
-
-
