@@ -128,6 +128,11 @@ def lease_prefix(name: str) -> str:
     return f"{sweep_prefix(name)}/lease"
 
 
+def rounds_path(name: str) -> str:
+    """The driver's latest judgement of a sweep that replicates until decided (what `status` shows)."""
+    return f"{sweep_prefix(name)}/rounds.json"
+
+
 def report_prefix(name: str) -> str:
     """Where `report` writes a local store's figures and tables by default."""
     return f"{sweep_prefix(name)}/report"

@@ -73,8 +73,28 @@ class FailureRecord(_Record):
     where: str = Field("", max_length=MAX_TEXT)
 
 
+class ClaimState(_Record):
+    id: int = Field(ge=1, le=8)
+    verdict: str = Field(max_length=32)
+    deciding: str = Field("", max_length=MAX_TEXT)   # the deciding point with its 95% CI, as report prints it
+    test: str = Field("", max_length=MAX_TEXT)
+    low: Optional[float] = None
+    high: Optional[float] = None
+
+
+class RoundsRecord(_Record):
+    at: str = Field(max_length=64)
+    round: int = Field(ge=1, lt=INT64_BOUND)
+    units: int = Field(ge=0, lt=INT64_BOUND)
+    max_units: int = Field(ge=0, lt=INT64_BOUND)
+    go_on: bool
+    why: str = Field(max_length=MAX_TEXT)
+    claims: list[ClaimState] = Field(max_length=8)
+    history: list[str] = Field(default_factory=list, max_length=10_000)  # one line per round judged
+
+
 SCHEMAS: dict[str, type[_Record]] = {"progress": ProgressRecord, "heartbeat": HeartbeatRecord,
-                                     "attempt": AttemptRecord, "failure": FailureRecord}
+                                     "attempt": AttemptRecord, "failure": FailureRecord, "rounds": RoundsRecord}
 
 
 def json_record(data: bytes, kind: str, where: str) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from sweepcore.layout import (
     heartbeat_path,
     progress_path,
     result_path,
+    rounds_path,
 )
 from sweepcore.record_schema import (
     MAX_JSON_RECORD_BYTES,
@@ -308,6 +309,19 @@ def write_progress(store: Store, key: str, progress: dict) -> None:
 def read_progress(store: Store, key: str) -> dict | None:
     """The last progress written for `key`, or None (also, with a warning, when it is not a record)."""
     return read_record(store, progress_path(key), "progress")
+
+
+def write_rounds(store: Store, sweep: str, record: dict) -> None:
+    """Overwrite sweeps/<name>/rounds.json with the driver's latest judgement (round, units, the named
+    claims' verdicts and CIs, whether it goes on and why). A view for `status`: the driver itself
+    derives its round from the committed rows, never from this record."""
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    store.write_bytes(rounds_path(sweep), json.dumps({**record, "at": now}, sort_keys=True).encode())
+
+
+def read_rounds(store: Store, sweep: str) -> dict | None:
+    """The sweep's rounds record, validated, or None (absent or damaged, with a warning)."""
+    return read_record(store, rounds_path(sweep), "rounds")
 
 
 def read_record(store: Store, path: str, kind: str) -> dict | None:

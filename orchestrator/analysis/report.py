@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import matplotlib
 
@@ -467,7 +467,7 @@ def write_tables(out_dir: Union[str, Path], tables: dict[str, Any],
 
 def write_report(results: pd.DataFrame, out_dir: Union[str, Path], planned: Optional[pd.DataFrame] = None,
                  title: str = "", metric: str = "top1_paper", curves: Optional[pd.DataFrame] = None,
-                 within: Union[str, Path, None] = None) -> dict:
+                 within: Union[str, Path, None] = None, rounds: Sequence[str] = ()) -> dict:
     """Write transfer.png, distance.png (when data exists) and report.md into out_dir.
 
     results: result rows (docs/contracts.md); rows whose status is not 'ok' are ignored, and when
@@ -475,7 +475,8 @@ def write_report(results: pd.DataFrame, out_dir: Union[str, Path], planned: Opti
     dataset, split, source_half, target_half, n, treatment, seed); those without a result are listed
     under 'Missing'. Several datasets give one section and one pair of figures (-<dataset>) each.
     curves: the bases' learning curves (key, step, top1), for the convergence check's plateaus.
-    within: a folder out_dir must resolve inside (see `output_folder`). Files are written atomically,
+    within: a folder out_dir must resolve inside (see `output_folder`). rounds: one line per round the
+    driver judged (a sweep that replicates until decided), shown under 'Rounds'. Files are written atomically,
     symlinks at their names replaced, never followed; figures of an earlier report that this one does
     not draw are removed (module docstring).
     Returns {'files': [paths written], 'claims': [Claim, ...], 'convergence': {dataset: Convergence},
@@ -505,6 +506,10 @@ def write_report(results: pd.DataFrame, out_dir: Union[str, Path], planned: Opti
           f"Self-check of the claim definitions: the paper's own table gives "
           f"{_verdict_counts(check_claims(paper_results()))}.",
           *notes, ""]
+    if rounds:
+        md += ["## Rounds", "", "The driver added units of replication while a named claim was undecided "
+               "(the spec's `replicate` section); each round judged with the claims below:", "",
+               *[f"{i}. {line}" for i, line in enumerate(rounds, 1)], ""]
     stale = stale_banner(results)
     if stale:
         md.insert(2, stale + "\n")

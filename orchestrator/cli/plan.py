@@ -82,7 +82,26 @@ def cmd_plan(args) -> int:
     console.print(table)
     console.print("by split: " + ", ".join(f"{k} {v}" for k, v in c["by_split"].items()))
     console.print(cost.text(), soft_wrap=True, markup=False)
+    if spec.replicate is not None:
+        console.print(worst_case_line(spec), soft_wrap=True, markup=False)
     return 0
+
+
+def worst_case_line(spec) -> str:
+    """'replicate until claim(s) 2 are decided: this is round 1 (8 units); worst case round 2, 10 units,
+    180 trainings (+36), about 105 min of wall time' (the budget spent, no claim ever decided)."""
+    from orchestrator.spec.replicate import rounds  # noqa: PLC0415 (only for replicating sweeps)
+
+    all_rounds = list(rounds(spec))
+    first, last = all_rounds[0], all_rounds[-1]
+    first_plan, last_plan = make_plan(first.spec), make_plan(last.spec)
+    cost = plan_estimate(last.spec, last_plan)
+    added = ", ".join(r.added for r in all_rounds[1:]) or "nothing (no round fits in max_units)"
+    assert spec.replicate is not None
+    return (f"replicate until claim(s) {', '.join(map(str, spec.replicate.claims))} are decided: this is round 1 "
+            f"({first.units} units, {len(first_plan)} trainings); worst case round {last.number} ({last.units} of "
+            f"max_units {spec.replicate.max_units}, {len(last_plan)} trainings, +{len(last_plan) - len(first_plan)}"
+            f"; adds {added}); worst-case estimate: {cost.text()}")
 
 
 def plan_diff(sweep: Sweep, fmt: str) -> int:

@@ -13,7 +13,8 @@ from rich.console import Console
 from orchestrator.cli import args as options
 from orchestrator.errors import UsageError
 from orchestrator.sources import open_command_store, stored_sweep
-from orchestrator.spec import Plan, Sweep, make_plan
+from orchestrator.spec import Plan, Sweep
+from orchestrator.spec.replicate import reached_plan
 from sweepcore.layout import report_prefix
 from sweepcore.store import Store
 
@@ -53,10 +54,12 @@ def cmd_report(args) -> int:
     import pandas as pd  # noqa: PLC0415 (pandas only for `report`)
 
     from orchestrator.analysis import write_report, write_tables  # noqa: PLC0415 (matplotlib only for `report`)
+    from sweepcore.records import committed_keys, read_rounds  # noqa: PLC0415 (Arrow only where rows are read)
 
     sweep = stored_sweep(args.sweep, args.store, args.endpoint)
     spec, store = sweep.spec, sweep.store
-    plan = make_plan(spec)
+    plan = reached_plan(spec, committed_keys(store))
+    record = read_rounds(store, spec.name) if spec.replicate else None
     table, results, curves = sweep_frames(sweep, plan)
     planned = pd.DataFrame([{k: getattr(t, k) for k in ("key", "name", "split", "source_half", "target_half",
                                                           "n", "treatment", "seed")} | {"dataset": spec.dataset}
@@ -67,7 +70,7 @@ def cmd_report(args) -> int:
     within = store.local_path() if local and not args.out else None  # default: it stays inside the store
     info = write_report(results, out, planned=planned, title=f"sweep {spec.name} ({spec.dataset})",
                         metric=args.metric, curves=curves.to_pandas() if curves is not None else None,
-                        within=within)
+                        within=within, rounds=record["history"] if record else ())
     # the sweep's rows in one file, to share or commit beside the figures; the bases' curves let a
     # reader recompute the convergence check (no curves: an earlier report's file is removed)
     written = write_tables(out, {"results.parquet": table, "base_curves.parquet": curves}, within=within)
@@ -121,7 +124,8 @@ class StudyReader:
         if self._store is None:
             self._store = open_command_store(self.store_uri, self.endpoint)
         sweep = stored_sweep(ref, self.store_uri, self.endpoint, store=self._store)
-        _, results, base_curves = sweep_frames(sweep, make_plan(sweep.spec))
+        from sweepcore.records import committed_keys  # noqa: PLC0415 (Arrow only where rows are read)
+        _, results, base_curves = sweep_frames(sweep, reached_plan(sweep.spec, committed_keys(self._store)))
         return results, base_curves.to_pandas() if base_curves is not None else None
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from rich.console import Console
 
@@ -22,8 +24,15 @@ from orchestrator.execution.driver_job import is_jobs_address
 from orchestrator.execution.lease import acquire as acquire_lease
 from orchestrator.sources import StoredSpecCheck, is_spec_file, record_spec, stored_sweep, sweep_from_args
 from orchestrator.spec import DEFAULT_STORE, Plan, Sweep, make_plan, resume_command
+from orchestrator.spec.replicate import Round, worst_case
 from sweepcore.layout import manifest_path
+from sweepcore.records import committed_keys, read_rounds, write_rounds
 from sweepcore.store import Store
+
+if TYPE_CHECKING:
+    from orchestrator.analysis.stopping import Decision
+    from orchestrator.cli.rounds import RoundsOutcome
+    from orchestrator.execution.schedule import RunSummary
 
 
 def add_parsers(sub) -> None:
@@ -87,10 +96,13 @@ class _Driver:
     and taken down on every way out, including the two that must exit the process from another
     thread at once (the cluster is lost; another driver took the lease over)."""
 
-    def __init__(self, sweep: Sweep, plan: Plan, console: Console, stack: contextlib.ExitStack, events):
-        """`events`: the run's schedule.ProgressCallback, whose trial events go to the display once it is up."""
-        self.sweep, self.plan, self.console, self.stack, self.events = sweep, plan, console, stack, events
+    def __init__(self, sweep: Sweep, console: Console, stack: contextlib.ExitStack, events):
+        """`events`: the run's schedule.ProgressCallback, whose trial events go to the display once it is up.
+        `plan` is the round being run (set before each round)."""
+        self.sweep, self.console, self.stack, self.events = sweep, console, stack, events
+        self.plan: Optional[Plan] = None
         self.progress = None
+        self.publish: Optional[Callable[[dict], None]] = None  # the sweep's Ray metrics, once Ray is up
         self.log_file: Optional[Path] = None
 
     def on_start(self, to_run: int, already: int, dashboard: Optional[str]) -> None:
@@ -98,20 +110,22 @@ class _Driver:
         from orchestrator.execution.schedule import tune_storage  # noqa: PLC0415 (imports Ray)
 
         spec, say = self.sweep.spec, lambda line: self.console.print(line, markup=False)
+        assert self.plan is not None
         self.console.print(f"sweep [bold]{spec.name}[/]: {len(self.plan)} trials, {already} already committed, "
                            f"{to_run} to run; store {self.sweep.store.uri()}")
-        if dashboard:
+        if dashboard and self.publish is None:
             say(f"Ray dashboard: {dashboard}")
-        publish = None
-        if to_run:  # Ray is up: the counts are also the sweep's Ray metrics
+        if to_run and self.publish is None:  # Ray is up: the counts are also the sweep's Ray metrics
             from orchestrator.execution.metrics import TrialCountMetrics  # noqa: PLC0415 (imports Ray)
             if self.log_file is not None:
                 say(f"Ray and Tune logs: {self.log_file} (--verbose shows them here)")
             say(f"learning curves: tensorboard --logdir {tune_storage(spec)}")
-            publish = TrialCountMetrics(spec.name)
-            self.stack.callback(publish.close)
+            metrics = TrialCountMetrics(spec.name)
+            self.stack.callback(metrics.close)
+            self.publish = metrics
+        self._stop_display()  # a later round: its own bar over its own plan
         self.progress = self.stack.enter_context(SweepProgress(self.console, len(self.plan), already, spec.name,
-                                                               publish))
+                                                               self.publish))
         self.events.listener = self.progress
 
     def on_lost(self, line: str) -> None:
@@ -135,25 +149,46 @@ class _Driver:
 
 
 def run_sweep(sweep: Sweep, address: Optional[str], verbose: bool = False, force: bool = False) -> int:
-    """Train the sweep's uncommitted trials and print what happened; the exit code says how it ended."""
+    """Train the sweep's uncommitted trials, round by round where the spec replicates until decided,
+    and print what happened; the exit code says how it ended."""
+    from orchestrator.cli.rounds import judge_round, run_rounds  # noqa: PLC0415 (pandas only for commands that run)
     from orchestrator.execution.schedule import ProgressCallback, RunHooks, run_plan, tune_storage  # noqa: PLC0415 (Ray only for commands that run)
 
     spec, store = sweep.spec, sweep.store
-    plan = make_plan(spec)
     console = Console(stderr=True, soft_wrap=True)  # paths and commands stay on one line, copyable
+    say = lambda line: console.print(line, markup=False)  # noqa: E731
     with contextlib.ExitStack() as stack:
         events = ProgressCallback(None, store)  # Tune's trial events: to the display, once it is up
-        driver = _Driver(sweep, plan, console, stack, events)
+        driver = _Driver(sweep, console, stack, events)
         # before anything is written: a second driver changes nothing; one that takes over stops this one
         stack.enter_context(acquire_lease(store, spec.name, force, on_lost=driver.on_taken_over))
         record_spec(spec, store)
         if not verbose:
             driver.log_file = Path(tune_storage(spec)) / f"driver-{time.strftime('%Y%m%d-%H%M%S')}.log"
         if spec.images is not None:  # a user's image set: decoded into the store once, by Ray tasks
-            prepare_images(sweep, address, driver.log_file, lambda line: console.print(line, markup=False))
-        summary = run_plan(plan, sweep, address, RunHooks(
-            callbacks=[events], on_start=driver.on_start, on_lost=driver.on_lost,
-            say=lambda line: console.print(line, markup=False), log_file=driver.log_file))
+            prepare_images(sweep, address, driver.log_file, say)
+        hooks = RunHooks(callbacks=[events], on_start=driver.on_start, on_lost=driver.on_lost, say=say,
+                         log_file=driver.log_file)
+
+        def run_round(r: Round):
+            driver.plan = make_plan(r.spec)
+            if spec.replicate is not None:
+                say(f"round {r.number} of at most {worst_case(spec).number}: {r.units} units"
+                    + (f" (added {r.added})" if r.added else ""))
+            return run_plan(driver.plan, Sweep(r.spec, store), address, hooks)
+
+        earlier = read_rounds(store, spec.name) if spec.replicate else None
+        history: list[str] = list(earlier["history"]) if earlier else []  # an earlier driver's judgements
+
+        def report(r: Round, decision: Decision) -> None:
+            assert spec.replicate is not None  # only a replicating sweep's rounds are judged
+            say(decision.why)
+            history[:] = [line for line in history if round_of(line) < r.number] + [decision.why]
+            write_rounds(store, spec.name, decision.record(r.number, r.units, spec.replicate.max_units, history))
+
+        outcome = run_rounds(spec, committed_keys(store), run_round,
+                             lambda r: judge_round(Sweep(r.spec, store), make_plan(r.spec)), report)
+    summary = merged(outcome)
     console.print(f"sweep {spec.name}: {summary.already_done + summary.completed}/{summary.planned} "
                   f"committed ({summary.completed} trained now, {summary.already_done} before) in "
                   f"{summary.wall_seconds:.0f} s; results: {store.uri('results')}")
@@ -171,6 +206,21 @@ def run_sweep(sweep: Sweep, address: Optional[str], verbose: bool = False, force
                       f"kept: `{resume_command(spec)}` runs the rest", style="yellow", markup=False)
         return EXIT_INTERRUPTED
     return 0
+
+
+def round_of(line: str) -> int:
+    """The round a judgement line is about ('round 2 (10 units): ...'); 0 for anything else."""
+    match = re.match(r"round (\d+) ", line)
+    return int(match.group(1)) if match else 0
+
+
+def merged(outcome: RoundsOutcome) -> RunSummary:
+    """One summary of every round this driver ran: the last round's plan and what is missing from it,
+    everything trained in any round, what was committed before the first."""
+    first, last = outcome.ran[0][1], outcome.ran[-1][1]
+    trained = sorted({k for _, s in outcome.ran for k in s.trained})
+    return replace(last, already_done=first.already_done, completed=sum(s.completed for _, s in outcome.ran),
+                   trained=trained, wall_seconds=sum(s.wall_seconds for _, s in outcome.ran))
 
 
 def prepare_images(sweep: Sweep, address: Optional[str], log_file: Optional[Path], say) -> None:

@@ -9,9 +9,11 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.cli import args as options
+from orchestrator.cli.rounds import rounds_lines, shown_round
 from orchestrator.execution.states import TrialState, eta_seconds, trial_states
 from orchestrator.sources import stored_sweep
 from orchestrator.spec import Sweep, make_plan, resume_command
+from sweepcore.records import committed_keys, read_rounds
 from sweepcore.terminal import for_terminal
 
 
@@ -37,7 +39,9 @@ def cmd_status(args) -> int:
 def print_status(sweep: Sweep, console: Console) -> int:
     """Print the status table, bar, ETA and failures. Exit 1 when some trial has failed."""
     spec, store = sweep.spec, sweep.store
-    plan = make_plan(spec)
+    record = read_rounds(store, spec.name) if spec.replicate else None
+    shown = shown_round(spec, committed_keys(store), record)
+    plan = make_plan(shown.spec)
     states = trial_states(plan, store)
     table = Table(title=f"sweep {spec.name}: {len(plan)} trials in {store.uri()}")
     for col in ("treatment", "split", *[s.value for s in TrialState]):
@@ -61,6 +65,8 @@ def print_status(sweep: Sweep, console: Console) -> int:
     console.print(f"[green]{'━' * filled}[/][grey50]{'━' * (50 - filled)}[/] "
                   f"{total[TrialState.DONE]}/{len(plan)}")
     console.print(counts_line)
+    for line in rounds_lines(spec, shown, record):
+        console.print(line, markup=False)
     for s in states:
         if s.state is TrialState.RUNNING:
             console.print(f"running {s.name}: step {s.step}/{s.total_steps}", markup=False)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from orchestrator.errors import UsageError
-from orchestrator.spec.plan import make_plan
+from orchestrator.spec.replicate import reached_plan
 from orchestrator.spec.sweep import Sweep
 from sweepcore import records
 from sweepcore.layout import dataset_prefix
@@ -82,7 +82,8 @@ def folder_rows(source: str) -> Rows:
 
 def sweep_rows(sweep: Sweep) -> Rows:
     """The committed rows of a sweep's planned trials, from its store."""
-    rows = [r for r in records.read_results(sweep.store, set(make_plan(sweep.spec).by_key())).to_pylist()
+    plan = reached_plan(sweep.spec, records.committed_keys(sweep.store))
+    rows = [r for r in records.read_results(sweep.store, set(plan.by_key())).to_pylist()
             if r["status"] == "ok"]
     return Rows(sweep.store.uri(f"results (sweep {sweep.spec.name})"), rows, sweep.store)
 

@@ -240,6 +240,33 @@ class SplitSpec(_Frozen):
         return self
 
 
+CLAIM_IDS = tuple(range(1, 9))  # the paper's eight claims (orchestrator/analysis/claims.py)
+
+
+class ReplicateSpec(_Frozen):
+    """Optional: add units of replication while a named claim is undecided (orchestrator/spec/replicate.py
+    says which units a round adds)."""
+
+    until: Literal["decided"] = Field(description="decided: stop once every named claim is decided "
+                                      "(holds, fails, excluded, confounded or not identified)")
+    claims: tuple[Int64, ...] = Field(description="the claims (1..8) whose verdicts decide when to stop")
+    max_units: Int64 = Field(gt=0, description="the most units of replication (split, seed) the sweep may "
+                             "reach, the first round's included")
+
+    @field_validator("claims")
+    @classmethod
+    def _claims(cls, claims):
+        if not claims:
+            raise ValueError("until: decided needs the claims it waits for: give one or more of "
+                             f"{', '.join(map(str, CLAIM_IDS))}")
+        bad = [c for c in claims if c not in CLAIM_IDS]
+        if bad:
+            raise ValueError(f"unknown claim {bad[0]} (allowed: {', '.join(map(str, CLAIM_IDS))})")
+        if len(set(claims)) != len(claims):
+            raise ValueError("claims must not repeat")
+        return tuple(sorted(claims))
+
+
 class SweepSpec(_Frozen):
     """A whole study: which splits, treatments, layers and replicates, trained how, stored where."""
 
@@ -265,6 +292,8 @@ class SweepSpec(_Frozen):
     retries: Int64 = Field(2, ge=0, description="times a crashed or killed trial is retried")
     max_concurrent: Optional[Int64] = Field(None, gt=0, description="cap on trials running at once")
     mlflow: Optional[MlflowSpec] = Field(None, description="log every trial to MLflow (off by default)")
+    replicate: Optional[ReplicateSpec] = Field(
+        None, description="add units (a new random split, else a seed) while a named claim is undecided")
 
     @field_validator("name")
     @classmethod
@@ -303,6 +332,20 @@ class SweepSpec(_Frozen):
     @model_validator(mode="after")
     def _image_set(self):
         check_image_set(self.dataset, self.images, self.splits, self.model.arch, self.model.factory)
+        return self
+
+    @model_validator(mode="after")
+    def _replicate_fits(self):
+        if self.replicate is None:
+            return self
+        if not any(e.split.startswith("random:") for e in self.splits):
+            raise ValueError("replicate: adds random splits modelled on the spec's first random split: give "
+                             "a split random:K")
+        first = first_round_units(self)
+        if self.replicate.max_units < first:
+            raise ValueError(f"replicate.max_units {self.replicate.max_units} is below the first round's "
+                             f"{first} units ({len({e.split for e in self.splits})} splits x {len(self.seeds)} "
+                             f"seeds): allowed {first} or more")
         return self
 
     def dataset_info(self) -> DatasetInfo:
@@ -356,6 +399,11 @@ class SweepSpec(_Frozen):
                     raise ValueError(f"splits[{i}]: split 'all' has one half, so {sorted(bad)} cannot run "
                                      "on it: give it its own treatments (allowed: base, selffer, selffer+, random)")
         return self
+
+
+def first_round_units(spec: SweepSpec) -> int:
+    """Units of replication (split, seed) of the spec as written: every split runs every seed."""
+    return len({e.split for e in spec.splits}) * len(spec.seeds)
 
 
 def cut_count(model: ModelSpec) -> Optional[int]:
