@@ -4,6 +4,10 @@ A shared store has other writers, and a crash can leave half a file: every progr
 attempt and failure record, and every result row, is checked here before any command uses it. A record
 that fails is a RecordError naming the object and what is wrong, on one line; readers that can go on
 without it (status, logs, report) skip it with a warning instead of stopping.
+
+The JSON records' models (record_models.py) are pydantic's, imported only where a JSON record is read
+back: a trial never reads one, so `workers` runs where pydantic is not installed (the Ray-free loop,
+workers/loop.py, on an accelerator machine that has torch alone).
 """
 from __future__ import annotations
 
@@ -11,10 +15,9 @@ import datetime as dt
 import json
 import math
 import re
-from typing import Any, Optional
+from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sweepcore.errors import OneLineError
 from sweepcore.terminal import for_terminal
@@ -22,8 +25,6 @@ from sweepcore.vocabulary import TREATMENTS
 
 MAX_JSON_RECORD_BYTES = 1 << 20  # progress, heartbeat, attempt, failure: a few hundred bytes when honest
 MAX_RESULT_BYTES = 4 << 20  # one result row: its settings_json is the big cell (a few KB)
-MAX_TEXT = 1 << 16  # one string field of a JSON record (a failure's traceback is the long one)
-INT64_BOUND = 2**63
 RESULT_STATUSES = ("ok",)  # what commit_result writes: failed trials have failure records, not rows
 
 
@@ -31,70 +32,11 @@ class RecordError(OneLineError, ValueError):
     """A record read back from the store that is not one (the message names the object)."""
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)  # later fields are allowed, not trusted
-
-
 def _timestamp(value: str) -> str:
     parsed = dt.datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError("a time without a timezone")
     return value
-
-
-class ProgressRecord(_Record):
-    step: int = Field(ge=0, lt=INT64_BOUND)
-    total_steps: int = Field(ge=0, lt=INT64_BOUND)
-    wall_seconds: Optional[float] = Field(None, ge=0)
-    top1: Optional[float] = Field(None, ge=0, le=1)
-    updated_at: Optional[str] = Field(None, max_length=64)
-
-
-class HeartbeatRecord(_Record):
-    at: str = Field(max_length=64)
-    pid: Optional[int] = Field(None, ge=0, lt=INT64_BOUND)
-    host: Optional[str] = Field(None, max_length=256)
-    run: Optional[str] = Field(None, max_length=256)
-
-
-class AttemptRecord(_Record):
-    at: str = Field(max_length=64)
-    pid: Optional[int] = Field(None, ge=0, lt=INT64_BOUND)
-    host: Optional[str] = Field(None, max_length=256)
-    run: Optional[str] = Field(None, max_length=256)
-    resume_step: int = Field(0, ge=0, lt=INT64_BOUND)
-    warm: Optional[bool] = None
-
-
-class FailureRecord(_Record):
-    at: str = Field(max_length=64)
-    error: str = Field(max_length=MAX_TEXT)
-    traceback: str = Field("", max_length=MAX_TEXT)
-    where: str = Field("", max_length=MAX_TEXT)
-
-
-class ClaimState(_Record):
-    id: int = Field(ge=1, le=8)
-    verdict: str = Field(max_length=32)
-    deciding: str = Field("", max_length=MAX_TEXT)   # the deciding point with its 95% CI, as report prints it
-    test: str = Field("", max_length=MAX_TEXT)
-    low: Optional[float] = None
-    high: Optional[float] = None
-
-
-class RoundsRecord(_Record):
-    at: str = Field(max_length=64)
-    round: int = Field(ge=1, lt=INT64_BOUND)
-    units: int = Field(ge=0, lt=INT64_BOUND)
-    max_units: int = Field(ge=0, lt=INT64_BOUND)
-    go_on: bool
-    why: str = Field(max_length=MAX_TEXT)
-    claims: list[ClaimState] = Field(max_length=8)
-    history: list[str] = Field(default_factory=list, max_length=10_000)  # one line per round judged
-
-
-SCHEMAS: dict[str, type[_Record]] = {"progress": ProgressRecord, "heartbeat": HeartbeatRecord,
-                                     "attempt": AttemptRecord, "failure": FailureRecord, "rounds": RoundsRecord}
 
 
 def json_record(data: bytes, kind: str, where: str) -> dict[str, Any]:
@@ -107,6 +49,9 @@ def json_record(data: bytes, kind: str, where: str) -> dict[str, Any]:
         raise RecordError(f"{where}: not a {kind} record (not JSON: {for_terminal(exc, 80)})") from None
     if not isinstance(raw, dict):
         raise RecordError(f"{where}: not a {kind} record (a JSON {type(raw).__name__}, not an object)")
+    from pydantic import ValidationError  # noqa: PLC0415 (see the module docstring)
+
+    from sweepcore.record_models import SCHEMAS  # noqa: PLC0415 (see the module docstring)
     try:
         record = SCHEMAS[kind].model_validate(raw)
         for name in ("at", "updated_at"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from orchestrator.cli import args as options
 from orchestrator.cli.args import SPEC_STORE
+from orchestrator.errors import UsageError
 from orchestrator.sources import spec_from_args, sweep_from_args
 from orchestrator.spec import Plan, Sweep, SweepSpec, counts, make_plan
 from sweepcore.store import StoreError, open_store
@@ -28,6 +30,9 @@ def add_parsers(sub) -> None:
     sp.add_argument("--format", choices=("table", "json"), default="table")
     sp.add_argument("--diff", action="store_true", help="compare with the store before any training: which keys "
                     "exist, which are new (and what changed), which stored rows are stale, what the new ones cost")
+    sp.add_argument("--export", metavar="FILE", help="also write every trial's complete settings to FILE (JSON, "
+                    "bases first) for `python -m workers.loop FILE --store STORE`, which trains them with no Ray "
+                    "(a replicating spec: its first round)")
     sp.set_defaults(func=cmd_plan)
 
 
@@ -59,6 +64,8 @@ def cmd_plan(args) -> int:
         return plan_diff(sweep_from_args(args, check=False), args.format)  # read only: a check writes a probe
     spec = spec_from_args(args)
     plan = make_plan(spec)
+    if args.export:
+        export_trials(plan, Path(args.export))
     c = counts(plan)
     cost = plan_estimate(spec, plan)
     if args.format == "json":
@@ -102,6 +109,19 @@ def worst_case_line(spec) -> str:
             f"({first.units} units, {len(first_plan)} trainings); worst case round {last.number} ({last.units} of "
             f"max_units {spec.replicate.max_units}, {len(last_plan)} trainings, +{len(last_plan) - len(first_plan)}"
             f"; adds {added}); worst-case estimate: {cost.text()}")
+
+
+def export_trials(plan: Plan, path: Path) -> None:
+    """Write the plan's trials file (sweepcore/trial_list.py), atomically; a folder that cannot take it
+    is a UsageError."""
+    from orchestrator.output_files import write_text  # noqa: PLC0415 (only for --export)
+    from sweepcore.trial_list import dump_trials  # noqa: PLC0415 (only for --export)
+
+    try:
+        write_text(path, dump_trials(plan.sweep, [t.settings for t in plan.trials]).decode())
+    except OSError as exc:
+        raise UsageError(f"--export {path}: cannot write it ({exc.strerror or type(exc).__name__})") from None
+    print(f"wrote {path}: {len(plan)} trials of sweep {plan.sweep}, bases first", file=sys.stderr)
 
 
 def plan_diff(sweep: Sweep, fmt: str) -> int:
