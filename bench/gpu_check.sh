@@ -8,7 +8,14 @@
 #       loader): the data path alone (shards -> decode -> crop/mirror/mean on the GPU) for JPEG and raw
 #       shards; then the full step (data path + CaffeNet forward/backward/SGD at batch 256) for fp32
 #       NCHW, fp32 channels_last, bf16 channels_last and bf16 channels_last + torch.compile;
-#   (d) the demo sweep with fractional GPUs (4 trials share one GPU), with GPU sampling, and its status.
+#   (d) the demo sweep with fractional GPUs (4 trials share one GPU), with GPU sampling, and its status;
+#   (e) the Ray-free path (workers/loop.py, torch alone): one converged trial of sweeps/dip-gpu.yaml
+#       timed (a 40-epoch base), then a slice of it (unit random:0,0: its 2 bases and 16 dependents,
+#       4 at a time on the GPU), from a trials file exported where the orchestrator is installed.
+# On a machine with torch but no Ray or pydantic (a lent accelerator), (b)-(d) are skipped, saying so,
+# and (e) runs from GPU_TRIALS (a `transfer-sweep plan sweeps/dip-gpu.yaml --export FILE`) into
+# GPU_STORE (a store folder holding datasets/fashion-animals/, copied from a store that ran it):
+#   GPU_TRIALS=.gpu/dip-gpu.json GPU_STORE=.gpu/store bash bench/gpu_check.sh   (docs/cluster.md)
 # Usage, from anywhere:  bash bench/gpu_check.sh
 # When $OUT is set, everything printed is also written to $OUT/gpu_check.log. Sources and stores go to
 # a fresh folder under $TMPDIR (default /tmp), removed at the end unless KEEP_WORK=1.
@@ -26,6 +33,9 @@ SOURCE_S=60                        # synthetic JPEGs (a few seconds on 16 cores)
 PREPARE_S=90                       # each of the two preparations (local Ray start included)
 BENCH_S=240                        # data path + CaffeNet; torch.compile is most of it
 SWEEP_S=240                        # demo sweep: 23 trainings, 4 at a time on one GPU
+ONE_TRIAL_S=150                    # (e) one 40-epoch base of the small net
+SLICE_S=330                        # (e) one unit of dip-gpu.yaml: 18 trainings, 4 at a time
+LOOP_WORKERS=4
 DRY_RUN=${DRY_RUN:-0}
 SKIP_SWEEP=${SKIP_SWEEP:-0}
 # Sizes: the GPU run's source gives a half of 10 classes x 64 images, so batches of 256 cycle
@@ -41,6 +51,14 @@ if [[ $DRY_RUN != 0 ]]; then
                  --set 'layers=[4]' --set train.epochs=null --set train.iterations=4
                  --set train.eval_every=2 --set train.checkpoint_every=2
                  --set 'model.widths=[8, 8, 8, 8, 8]' --set model.fc_width=32)
+fi
+# (e)'s trials: dip-gpu.yaml, or in a dry run the same design cut to 4-step trainings of a tiny net
+EXPORT_ARGS=(plan sweeps/dip-gpu.yaml)
+if [[ $DRY_RUN != 0 ]]; then
+    EXPORT_ARGS+=(--set resources.gpus=0 --set resources.cpus=1 --set train.epochs=null --set train.iterations=4
+                  --set train.eval_every=2 --set train.checkpoint_every=2 --set 'model.widths=[8, 8, 8, 8, 8]'
+                  --set model.fc_width=32 --set 'layers=[2, 7]' --set 'seeds=[0]')
+    LOOP_WORKERS=2
 fi
 export DRY_RUN                     # bench/gpu_data_path.py reads it too
 
@@ -170,6 +188,12 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if setup_env; then echo "--- setup: ok"; else echo "--- setup: FAILED"; FAILED+=(setup); fi
 unset -f pip
 command -v transfer-sweep >/dev/null || TS=(python -m orchestrator.cli)
+# Without Ray and pydantic only the Ray-free path (e) can run: the rest is skipped, not failed.
+RAY_FREE=0
+if ! python -c 'import ray, pydantic, orchestrator.cli' 2>/dev/null; then
+    RAY_FREE=1
+    echo "no Ray or pydantic here: only the Ray-free steps (e) run"
+fi
 if [[ $DRY_RUN != 0 ]]; then
     # Nothing outside $WORK and $SCRATCH: Tune's ~/ray_results, the data cache.
     export HOME=$WORK/home TRANSFER_SWEEP_CACHE=$WORK/cache
@@ -182,6 +206,7 @@ else
     step "nvidia-smi" 20 nvidia-smi
 fi
 
+if [[ $RAY_FREE == 0 ]]; then
 # (b) The source is made here, not shipped: ~70 MB of JPEGs whose warp to 256x256 is real work.
 step "synthetic source" "$SOURCE_S" python bench/gpu_data_path.py source "$SRC" --classes "$CLASSES" \
     --train "$TRAIN_PER_CLASS" --val "$VAL_PER_CLASS"
@@ -230,6 +255,31 @@ else
         echo "GPU samples: none (DRY_RUN: no nvidia-smi)"
     fi
     step "sweep status" 30 "${TS[@]}" status demo --store "$STORE_SWEEP"
+fi
+
+else
+    skip "synthetic source, preparations, data path, demo sweep" "no Ray or pydantic on this machine"
+fi
+
+# (e) The Ray-free loop. Its trials file comes from GPU_TRIALS or is exported here; its store holds
+# the prepared fashion-animals (GPU_STORE, or a fresh one that the first trial fills from the system's
+# dataset packages).
+loop_trials=${GPU_TRIALS:-$WORK/dip-gpu.json}
+STORE_LOOP=$WORK/store-loop
+if [[ -n ${GPU_STORE:-} ]]; then
+    mkdir -p "$STORE_LOOP" && cp -r "$GPU_STORE"/. "$STORE_LOOP"/
+fi
+if [[ -z ${GPU_TRIALS:-} && $RAY_FREE == 0 ]]; then
+    step "export dip-gpu trials" 60 "${TS[@]}" "${EXPORT_ARGS[@]}" --export "$loop_trials" --format json \
+        >/dev/null
+fi
+if [[ ! -f $loop_trials ]]; then
+    skip "Ray-free loop" "no trials file: set GPU_TRIALS to a \`transfer-sweep plan sweeps/dip-gpu.yaml --export\`"
+else
+    step "one converged trial (Ray-free)" "$ONE_TRIAL_S" python -m workers.loop "$loop_trials" --store "$STORE_LOOP" \
+        --limit 1
+    step "dip-gpu slice random:0,0 (Ray-free, $LOOP_WORKERS at once)" "$SLICE_S" python -m workers.loop \
+        "$loop_trials" --store "$STORE_LOOP" --unit random:0,0 --workers "$LOOP_WORKERS"
 fi
 
 echo

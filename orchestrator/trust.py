@@ -29,7 +29,7 @@ MAX_FIELDS_SHOWN = 6  # changed fields a refusal names; the rest are counted
 MAX_VALUE_SHOWN = 60  # characters of one value a refusal shows
 MAX_RECORD_BYTES = 1 << 20  # a local record holds one spec: anything larger is not ours
 
-LATER_SPEC_FIELDS = ("mlflow", "images")
+LATER_SPEC_FIELDS = ("mlflow", "images", "replicate")
 # model fields added later, with the value that means "not used": left out of digests at that value
 LATER_MODEL_FIELDS = {"factory": None, "blocks": None, "cut_points": None, "frozen_bn": "frozen",
                       "factory_sha256": None}

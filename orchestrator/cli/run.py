@@ -103,6 +103,7 @@ class _Driver:
         self.plan: Optional[Plan] = None
         self.progress = None
         self.publish: Optional[Callable[[dict], None]] = None  # the sweep's Ray metrics, once Ray is up
+        self.rounds: dict = {}  # a replicating sweep's round and claims, for those metrics
         self.log_file: Optional[Path] = None
 
     def on_start(self, to_run: int, already: int, dashboard: Optional[str]) -> None:
@@ -120,7 +121,7 @@ class _Driver:
             if self.log_file is not None:
                 say(f"Ray and Tune logs: {self.log_file} (--verbose shows them here)")
             say(f"learning curves: tensorboard --logdir {tune_storage(spec)}")
-            metrics = TrialCountMetrics(spec.name)
+            metrics = TrialCountMetrics(spec.name, self.rounds)
             self.stack.callback(metrics.close)
             self.publish = metrics
         self._stop_display()  # a later round: its own bar over its own plan
@@ -173,6 +174,7 @@ def run_sweep(sweep: Sweep, address: Optional[str], verbose: bool = False, force
         def run_round(r: Round):
             driver.plan = make_plan(r.spec)
             if spec.replicate is not None:
+                driver.rounds.update(round=r.number, units=r.units, max_units=spec.replicate.max_units)
                 say(f"round {r.number} of at most {worst_case(spec).number}: {r.units} units"
                     + (f" (added {r.added})" if r.added else ""))
             return run_plan(driver.plan, Sweep(r.spec, store), address, hooks)
@@ -184,7 +186,9 @@ def run_sweep(sweep: Sweep, address: Optional[str], verbose: bool = False, force
             assert spec.replicate is not None  # only a replicating sweep's rounds are judged
             say(decision.why)
             history[:] = [line for line in history if round_of(line) < r.number] + [decision.why]
-            write_rounds(store, spec.name, decision.record(r.number, r.units, spec.replicate.max_units, history))
+            record = decision.record(r.number, r.units, spec.replicate.max_units, history)
+            driver.rounds["claims"] = record["claims"]
+            write_rounds(store, spec.name, record)
 
         outcome = run_rounds(spec, committed_keys(store), run_round,
                              lambda r: judge_round(Sweep(r.spec, store), make_plan(r.spec)), report)

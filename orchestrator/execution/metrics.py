@@ -25,6 +25,9 @@ TOTAL_STEPS = "transfer_sweep_trial_total_steps"
 IMAGES_PER_SECOND = "transfer_sweep_trial_images_per_second"
 TOP1 = "transfer_sweep_trial_top1"
 CHECKPOINT_AGE = "transfer_sweep_trial_checkpoint_age_seconds"
+ROUND = "transfer_sweep_replicate_round"      # the round a replicating sweep's driver runs
+UNITS = "transfer_sweep_replicate_units"      # its units of replication (kind: now, max)
+CLAIM_CI = "transfer_sweep_claim_ci"          # a named claim's deciding difference (bound: low, mean, high)
 TRIAL_STATES = ("done", "running", "failed", "pending")
 TRIAL_TAGS = ("sweep", "trial", "key")
 REPUBLISH_SECONDS = 5.0
@@ -52,14 +55,31 @@ def publish_trial_counts(sweep: str, counts: dict[str, int]) -> None:
              {"sweep": sweep, "state": state})
 
 
+def publish_rounds(sweep: str, state: dict) -> None:
+    """Driver side, for a sweep that replicates until decided: the round it runs, its units and the
+    budget, and each named claim's deciding 95% CI as last judged, tagged with its verdict."""
+    if "round" in state:
+        _set(ROUND, "round of a sweep that replicates until decided", ("sweep",), state["round"], {"sweep": sweep})
+        for kind in ("units", "max_units"):
+            _set(UNITS, "units of replication (split, seed): now and at most", ("sweep", "kind"), state[kind],
+                 {"sweep": sweep, "kind": kind})
+    for claim in state.get("claims", []):
+        for bound in ("low", "mean", "high"):
+            if claim.get(bound) is not None:
+                _set(CLAIM_CI, "a named claim's deciding difference and its 95% CI", ("sweep", "claim", "bound",
+                     "verdict"), claim[bound], {"sweep": sweep, "claim": str(claim["id"]), "bound": bound,
+                                                "verdict": claim["verdict"]})
+
+
 class TrialCountMetrics:
     """Driver side: called with the counts at every change, and records them again every
     REPUBLISH_SECONDS until closed. Ray drops what a process records before its metrics exporter is
     connected (measured here: 3-11 s after the process joins Ray), so a gauge recorded once, early,
     would never reach the endpoint."""
 
-    def __init__(self, sweep: str):
-        self.sweep = sweep
+    def __init__(self, sweep: str, rounds: Optional[dict] = None):
+        """`rounds`: a dict the driver keeps up to date for a replicating sweep (publish_rounds)."""
+        self.sweep, self.rounds = sweep, rounds if rounds is not None else {}
         self.counts: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._again, name="sweep-metrics", daemon=True)
@@ -73,6 +93,8 @@ class TrialCountMetrics:
         while not self._stop.wait(REPUBLISH_SECONDS):
             if self.counts:
                 publish_trial_counts(self.sweep, self.counts)
+            if self.rounds:
+                publish_rounds(self.sweep, self.rounds)
 
     def close(self) -> None:
         self._stop.set()

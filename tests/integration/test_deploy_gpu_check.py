@@ -1,6 +1,6 @@
-"""bench/gpu_check.sh run end to end on the CPU (DRY_RUN=1): real preparation, the data path, and its
-3-trial demo sweep on a local Ray (the offline checks of the script: tests/unit/test_deploy.py and
-tests/store/test_deploy_tools.py)."""
+"""bench/gpu_check.sh run end to end on the CPU (DRY_RUN=1): real preparation, the data path, its
+3-trial demo sweep on a local Ray, and the Ray-free loop over a slice of dip-gpu.yaml (the offline
+checks of the script: tests/unit/test_deploy.py and tests/store/test_deploy_tools.py)."""
 from __future__ import annotations
 
 import os
@@ -25,9 +25,14 @@ def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
     assert proc.stdout == log  # tee had written everything when the script exited
     assert "=== summary:" in log and "failed steps: 0 ===" in log, log[-3000:]
     for name in ("prepare jpeg shards", "prepare raw shards", "data path + CaffeNet", "demo sweep (gpus=0)",
-                 "sweep status"):
+                 "sweep status", "export dip-gpu trials", "one converged trial (Ray-free)",
+                 "dip-gpu slice random:0,0 (Ray-free, 2 at once)"):
         assert f"--- {name}: ok" in log, name
     assert "nvidia-smi: skipped (DRY_RUN" in log and "3/3 committed" in log
+    # the Ray-free loop: one trial timed, then the unit's 18 trainings, the first one read back
+    assert "loop dip-gpu: 1/1 committed (1 trained now, 0 before)" in log
+    assert "loop dip-gpu: 18 trials, 1 already committed, 17 to run, 2 at once" in log
+    assert "loop dip-gpu: 18/18 committed (17 trained now, 1 before)" in log
     figure = r" +\d+ images/s  = \d+\.\d\dx of 15k"
     assert re.search(rf"^data path jpeg \(pillow\){figure}", log, re.M), log[-3000:]
     assert re.search(rf"^data path raw \(raw\){figure}", log, re.M)

@@ -3,10 +3,21 @@ import json
 import re
 from pathlib import Path
 
-from orchestrator.execution.metrics import CHECKPOINT_AGE, IMAGES_PER_SECOND, STEP, TOP1, TOTAL_STEPS, TRIALS
+from orchestrator.execution.metrics import (
+    CHECKPOINT_AGE,
+    CLAIM_CI,
+    IMAGES_PER_SECOND,
+    ROUND,
+    STEP,
+    TOP1,
+    TOTAL_STEPS,
+    TRIALS,
+    UNITS,
+)
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-transfer-sweep.json"
-KNOWN = {"ray_" + name for name in (TRIALS, STEP, TOTAL_STEPS, IMAGES_PER_SECOND, TOP1, CHECKPOINT_AGE)}
+KNOWN = {"ray_" + name for name in (TRIALS, STEP, TOTAL_STEPS, IMAGES_PER_SECOND, TOP1, CHECKPOINT_AGE, ROUND,
+                                     UNITS, CLAIM_CI)}
 DATASOURCE_UIDS = {"${datasource}", "$datasource"}
 
 
