@@ -73,6 +73,8 @@ def cmd_plan(args) -> int:
                          "cpu_seconds": None if cost.note else round(cost.cpu_seconds, 1),
                          "wall_seconds": None if cost.note else round(cost.wall_seconds, 1),
                          "slots": cost.slots, "calibration": round(cost.calibration, 3), "note": cost.note}
+        if spec.replicate is not None:
+            c["replicate"] = replicate_summary(spec)
         print(json.dumps(c, indent=2))
         return 0
     console = Console()
@@ -94,6 +96,18 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def replicate_summary(spec: SweepSpec) -> dict:
+    """`plan --format json`'s replicate section: the claims, the budget and every round's units,
+    trainings and what it adds (round 1 is this plan; the last is the worst case)."""
+    from orchestrator.spec.replicate import rounds  # noqa: PLC0415 (only for replicating sweeps)
+
+    assert spec.replicate is not None
+    return {"until": spec.replicate.until, "claims": list(spec.replicate.claims),
+            "max_units": spec.replicate.max_units,
+            "rounds": [{"round": r.number, "units": r.units, "trainings": len(make_plan(r.spec)), "adds": r.added}
+                       for r in rounds(spec)]}
+
+
 def worst_case_line(spec) -> str:
     """'replicate until claim(s) 2 are decided: this is round 1 (8 units); worst case round 2, 10 units,
     180 trainings (+36), about 105 min of wall time' (the budget spent, no claim ever decided)."""
@@ -108,7 +122,7 @@ def worst_case_line(spec) -> str:
     return (f"replicate until claim(s) {', '.join(map(str, spec.replicate.claims))} are decided: this is round 1 "
             f"({first.units} units, {len(first_plan)} trainings); worst case round {last.number} ({last.units} of "
             f"max_units {spec.replicate.max_units}, {len(last_plan)} trainings, +{len(last_plan) - len(first_plan)}"
-            f"; adds {added}); worst-case estimate: {cost.text()}")
+            f"; adds {added}); at worst: {cost.text()}")
 
 
 def export_trials(plan: Plan, path: Path) -> None:

@@ -186,3 +186,21 @@ def test_status_shows_the_round_the_driver_went_on_to():
     assert shown_round(spec, first, record).number == 2
     assert shown_round(spec, first, {**record, "go_on": False}).number == 1
     assert shown_round(spec, first, None).number == 1
+
+
+def test_plan_shows_the_first_round_and_the_worst_case(tmp_path, capsys):
+    import json
+
+    import yaml
+    path = tmp_path / "dip.yaml"
+    path.write_text(yaml.safe_dump(DIP))
+    assert main(["plan", str(path), "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["total"] == 144 and shown["replicate"]["rounds"] == [
+        {"round": 1, "units": 8, "trainings": 144, "adds": ""},
+        {"round": 2, "units": 10, "trainings": 180, "adds": "split random:4"},
+        {"round": 3, "units": 12, "trainings": 216, "adds": "split random:5"}]
+    assert main(["plan", str(path)]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert ("replicate until claim(s) 2 are decided: this is round 1 (8 units, 144 trainings); worst case round 3 "
+            "(12 of max_units 12, 216 trainings, +72; adds split random:4, split random:5); at worst: ") in text
