@@ -204,3 +204,21 @@ def test_plan_shows_the_first_round_and_the_worst_case(tmp_path, capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert ("replicate until claim(s) 2 are decided: this is round 1 (8 units, 144 trainings); worst case round 3 "
             "(12 of max_units 12, 216 trainings, +72; adds split random:4, split random:5); at worst: ") in text
+
+
+def test_the_rounds_record_the_driver_writes_is_one_status_can_read_back():
+    import json
+
+    from orchestrator.analysis.stopping import decide
+    from sweepcore.record_schema import RecordError, json_record
+
+    stand_in = StandIn(decided_at=10)
+    decision = decide(stand_in.judge(rounds(spec_of()).__next__()), (2,), 1, 8, "split random:4", 10)
+    record = {**decision.record(1, 8, 12, [decision.why]), "at": "2026-12-07T16:00:00+00:00"}
+    back = json_record(json.dumps(record).encode(), "rounds", "rounds.json")
+    assert back["claims"] == [{"id": 2, "verdict": "undecided", "test": "", "low": -0.001, "high": 0.003,
+                               "deciding": "curvature +0.0010 [-0.0010, +0.0030] (k=8)"}]
+    for bad, field in (({"round": 0}, "round"), ({"claims": [{"id": 9, "verdict": "x"}]}, "claims.0.id"),
+                       ({"go_on": "perhaps"}, "go_on")):
+        with pytest.raises(RecordError, match=rf"rounds.json: not a rounds record \({field}: "):
+            json_record(json.dumps({**record, **bad}).encode(), "rounds", "rounds.json")
