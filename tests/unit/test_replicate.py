@@ -218,7 +218,7 @@ def test_the_rounds_record_the_driver_writes_is_one_status_can_read_back():
     back = json_record(json.dumps(record).encode(), "rounds", "rounds.json")
     assert back["claims"] == [{"id": 2, "verdict": "undecided", "test": "", "low": -0.001, "high": 0.003,
                                "deciding": "curvature +0.0010 [-0.0010, +0.0030] (k=8)"}]
-    for bad, field in (({"round": 0}, "round"), ({"claims": [{"id": 9, "verdict": "x"}]}, "claims.0.id"),
+    for bad, where in (({"round": 0}, "round"), ({"claims": [{"id": 9, "verdict": "x"}]}, "claims.0.id"),
                        ({"go_on": "perhaps"}, "go_on")):
-        with pytest.raises(RecordError, match=rf"rounds.json: not a rounds record \({field}: "):
+        with pytest.raises(RecordError, match=rf"rounds.json: not a rounds record \({where}: "):
             json_record(json.dumps({**record, **bad}).encode(), "rounds", "rounds.json")
