@@ -270,8 +270,7 @@ if [[ -n ${GPU_STORE:-} ]]; then
     mkdir -p "$STORE_LOOP" && cp -r "$GPU_STORE"/. "$STORE_LOOP"/
 fi
 if [[ -z ${GPU_TRIALS:-} && $RAY_FREE == 0 ]]; then
-    step "export dip-gpu trials" 60 "${TS[@]}" "${EXPORT_ARGS[@]}" --export "$loop_trials" --format json \
-        >/dev/null
+    step "export dip-gpu trials" 60 "${TS[@]}" "${EXPORT_ARGS[@]}" --export "$loop_trials"
 fi
 if [[ ! -f $loop_trials ]]; then
     skip "Ray-free loop" "no trials file: set GPU_TRIALS to a \`transfer-sweep plan sweeps/dip-gpu.yaml --export\`"
