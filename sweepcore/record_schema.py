@@ -39,14 +39,20 @@ def _timestamp(value: str) -> str:
     return value
 
 
+def bounded_json(data: bytes, limit: int, what: str, where: str, error: type[OneLineError]) -> Any:
+    """The JSON value in `data` (read from `where`), at most `limit` bytes of it; otherwise `error`
+    saying '<where>: not <what> (more than N bytes | not JSON: ...)'."""
+    if len(data) > limit:
+        raise error(f"{where}: not {what} (more than {limit} bytes)")
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise error(f"{where}: not {what} (not JSON: {for_terminal(exc, 80)})") from None
+
+
 def json_record(data: bytes, kind: str, where: str) -> dict[str, Any]:
     """The JSON record of `kind` in `data` (read from `where`), validated; RecordError otherwise."""
-    if len(data) > MAX_JSON_RECORD_BYTES:
-        raise RecordError(f"{where}: not a {kind} record (more than {MAX_JSON_RECORD_BYTES} bytes)")
-    try:
-        raw = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RecordError(f"{where}: not a {kind} record (not JSON: {for_terminal(exc, 80)})") from None
+    raw = bounded_json(data, MAX_JSON_RECORD_BYTES, f"a {kind} record", where, RecordError)
     if not isinstance(raw, dict):
         raise RecordError(f"{where}: not a {kind} record (a JSON {type(raw).__name__}, not an object)")
     from pydantic import ValidationError  # noqa: PLC0415 (see the module docstring)

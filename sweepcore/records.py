@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import socket
+import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
@@ -377,6 +378,14 @@ def record_failure(store: Store, key: str, error_line: str, traceback_text: str,
     """Write one failure record; returns its path. `where` says where the full log is."""
     record = {"error": redact(error_line), "traceback": redact(traceback_text), "where": where}
     return _commit_record(store, failures_prefix(key), record)
+
+
+def record_exception(store: Store, key: str, exc: BaseException, where: str) -> str:
+    """The failure record of an attempt that raised `exc`: its first line ('ValueError: ...') and its
+    traceback (record_failure)."""
+    line = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return record_failure(store, key, line, text, where)
 
 
 def read_failures(store: Store, key: str) -> list[dict]:

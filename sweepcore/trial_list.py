@@ -12,6 +12,7 @@ import json
 from typing import Iterable
 
 from sweepcore.errors import OneLineError
+from sweepcore.record_schema import bounded_json
 from sweepcore.settings import TrialSettings
 from sweepcore.terminal import for_terminal
 
@@ -32,12 +33,7 @@ def dump_trials(sweep: str, trials: Iterable[TrialSettings]) -> bytes:
 
 def load_trials(data: bytes, where: str) -> tuple[str, list[TrialSettings]]:
     """(sweep name, trials) of a trials file; TrialListError names what is wrong."""
-    if len(data) > MAX_BYTES:
-        raise TrialListError(f"{where}: not a trials file (more than {MAX_BYTES} bytes)")
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise TrialListError(f"{where}: not a trials file (not JSON: {for_terminal(exc, 80)})") from None
+    doc = bounded_json(data, MAX_BYTES, "a trials file", where, TrialListError)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
         raise TrialListError(f"{where}: not a trials file (expected format {FORMAT!r} version {VERSION}, as "
                              "`transfer-sweep plan SPEC --export FILE` writes)")

@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import sys
 import time
-import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Optional
@@ -45,8 +44,7 @@ def _run_one(settings_dict: dict, store_uri: str) -> dict:
     try:
         return run_trial(settings, _store)
     except Exception as exc:
-        records.record_failure(_store, settings.key, f"{type(exc).__name__}: {exc}".splitlines()[0],
-                               traceback.format_exc(), f"workers.loop pid {os.getpid()}")
+        records.record_exception(_store, settings.key, exc, f"workers.loop pid {os.getpid()}")
         raise
 
 

@@ -17,7 +17,6 @@ import contextlib
 import os
 import sys
 import threading
-import traceback
 from typing import Iterator
 
 import ray
@@ -32,6 +31,7 @@ from sweepcore.records import (
     read_failures,
     read_result,
     record_attempt,
+    record_exception,
     record_failure,
     write_heartbeat,
 )
@@ -74,8 +74,7 @@ def _trainable(config: dict) -> None:
         with _heartbeat(store, key, run, metrics):
             row = run_trial(settings, store, report=report)
     except Exception as exc:
-        record_failure(store, key, f"{type(exc).__name__}: {exc}".splitlines()[0], traceback.format_exc(),
-                       _log_location())
+        record_exception(store, key, exc, _log_location())
         raise
     finally:
         metrics.finished()
