@@ -190,8 +190,11 @@ def run_sweep(sweep: Sweep, address: Optional[str], verbose: bool = False, force
             driver.rounds["claims"] = record["claims"]
             write_rounds(store, spec.name, record)
 
-        outcome = run_rounds(spec, committed_keys(store), run_round,
-                             lambda r: judge_round(Sweep(r.spec, store), make_plan(r.spec)), report)
+        def judge(r: Round):
+            assert driver.plan is not None  # the plan run_round just ran: this round's
+            return judge_round(Sweep(r.spec, store), driver.plan)
+
+        outcome = run_rounds(spec, committed_keys(store), run_round, judge, report)
     summary = merged(outcome)
     console.print(f"sweep {spec.name}: {summary.already_done + summary.completed}/{summary.planned} "
                   f"committed ({summary.completed} trained now, {summary.already_done} before) in "
