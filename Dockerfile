@@ -67,9 +67,9 @@ USER ray
 # Explicit HOME: the cluster launcher reads it from the image config (`docker inspect`) to place
 # `~/` mounts; without it, it assumes /root, which user ray cannot read.
 ENV HOME=/home/ray
-# Ray's idle workers import the training code before a trial comes (each trial is a fresh actor: see
+# Ray's idle workers import Tune and the trainable before a trial comes (trial slots start warm: see
 # orchestrator/execution/session.py, PRELOAD_MODULES, which this list must equal).
-ENV RAY_preload_python_modules=ray.tune,orchestrator.execution.trainable,workers.trial
+ENV RAY_preload_python_modules=ray.tune,orchestrator.execution.trainable
 
 # No ENTRYPOINT: the cluster launcher starts the container as `docker run ... IMAGE bash` and
 # KubeRay replaces the command with `ray start ...`; an ENTRYPOINT would swallow both.

@@ -13,7 +13,7 @@ Printed: wall per run, Ray start-up (until the CLI prints 'Ray dashboard:'), the
 the arm by kind (sampled from /proc), then ratios of medians. On a shared machine the kernel hands
 the two arms different CPU shares (wall times then differ by up to 2x with identical work): the CPU
 ratio is the load-independent measure of what orchestration costs. The last line:
-    RATIO overhead=<wall B / wall A> (target <= 1.10) excluding_ray_startup=.. span=.. cpu=<CPU B / A>
+    RATIO overhead=<wall B / wall A> (target <= 1.05) excluding_ray_startup=.. span=.. cpu=<CPU B / A>
 Usage: python bench/overhead.py [--iterations 400] [--repeats 2]
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -39,6 +40,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from orchestrator.execution.schedule import tune_storage  # noqa: E402
 from orchestrator.spec import Plan, SweepSpec, load_spec, make_plan  # noqa: E402
 from sweepcore.records import committed_keys, read_attempts, read_result  # noqa: E402
 from sweepcore.settings import TrialSettings  # noqa: E402
@@ -67,20 +69,22 @@ def write_spec(spec: SweepSpec, folder: Path) -> Path:
 
 
 # --- arm A: bare process pool ----------------------------------------------------------------------
-def _pool_trial(settings: TrialSettings, store_uri: str) -> tuple[str, float, float]:
-    """One training in a pool process: (key, start, end) as wall-clock epoch seconds."""
+def _pool_trial(settings: TrialSettings, store_uri: str) -> dict:
+    """One training in a pool process: its start and end (epoch seconds), process and phases."""
+    start = time.time()
     from workers.trial import run_trial  # noqa: PLC0415 (imported in the worker, as Ray workers do)
 
-    start = time.time()
-    run_trial(settings, open_store(store_uri))
-    return settings.key, start, time.time()
+    timings = {"import": time.time() - start}
+    run_trial(settings, open_store(store_uri), timings=timings)
+    return {"key": settings.key, "start": start, "end": time.time(), "slot": os.getpid(),
+            **{f"s_{k.replace(' ', '_')}": v for k, v in timings.items()}}
 
 
 def run_bare(plan: Plan, store_uri: str) -> dict:
     """Run `plan` with a pool of PARALLEL fresh processes, dependents released as their base returns."""
     waiting = list(plan.trials)
     done: set[str] = set()
-    spans = []
+    trials: list[dict] = []
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters, like Ray's worker processes
     with cf.ProcessPoolExecutor(PARALLEL, mp_context=ctx) as pool:
         running = set()
@@ -96,13 +100,12 @@ def run_bare(plan: Plan, store_uri: str) -> dict:
             finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
             for fut in finished:
                 running.discard(fut)
-                key, start, end = fut.result()
-                done.add(key)
-                spans.append((start, end))
+                trials.append(fut.result())
+                done.add(trials[-1]["key"])
             release()
     store = open_store(store_uri)  # the end of the span as arm B's: the newest result row's finished_at
     last = max(read_result(store, t.key)["finished_at"].timestamp() for t in plan.trials)
-    return {"first": min(s for s, _ in spans), "last": last}
+    return {"first": min(t["start"] for t in trials), "last": last, "trials": trials}
 
 
 def run_bare_cli(spec_path: Path, store_uri: str) -> dict:
@@ -114,7 +117,7 @@ def run_bare_cli(spec_path: Path, store_uri: str) -> dict:
         raise RuntimeError(f"bare arm failed (exit {out['rc']}):\n" + "\n".join(out["output"][-30:]))
     r = json.loads(line[5:])
     return {"wall": out["wall"], "startup": r["first"] - out["t0"], "span": r["last"] - r["first"],
-            "cpu": out["cpu"], "procs": out["training_processes"]}
+            "cpu": out["cpu"], "procs": out["training_processes"], "trials": r["trials"]}
 
 
 # --- both arms: a subprocess in its own session, timed, its CPU use sampled -------------------------
@@ -124,8 +127,10 @@ TRAINING = "trainings"
 def _classify(cmdline: str) -> str:
     """What a process of an arm is, from its command line (Ray workers retitle themselves 'ray::...')."""
     if cmdline.startswith("ray::"):
-        if any(s in cmdline for s in ("TransferTrial", "].train", "ImplicitFunc", "_trainable")):
+        if re.match(r"ray::.* \[[0-9a-f]+\]", cmdline):  # an attempt: its task is named 'NAME [KEY]'
             return TRAINING
+        if "TransferTrial" in cmdline:
+            return "trial slots (Tune actors)"
         if "DashboardAgent" in cmdline or "RuntimeEnvAgent" in cmdline:
             return "dashboard + agents"
         return "idle Ray workers"
@@ -237,7 +242,20 @@ def store_times(store_uri: str, plan: Plan) -> tuple[float, float]:
     return min(starts), max(ends)
 
 
-def run_sweep(spec_path: Path, plan: Plan, store_uri: str) -> dict:
+def tune_trials(spec: SweepSpec, store_uri: str) -> list[dict]:
+    """Each trial's last Tune result of arm B's run on `store_uri` (its phases, as the trainable reports
+    them: trainable.py), from Tune's result.json files; the folder is removed after reading."""
+    folder = Path(tune_storage(spec.model_copy(update={"store": store_uri})))
+    trials = []
+    for path in folder.glob("*/*/result.json"):
+        last = json.loads(path.read_text().strip().splitlines()[-1])
+        if last.get("committed"):
+            trials.append({**last, "start": last["t_slot_start"], "end": last["t_attempt_end"]})
+    shutil.rmtree(folder, ignore_errors=True)
+    return trials
+
+
+def run_sweep(spec_path: Path, spec: SweepSpec, plan: Plan, store_uri: str) -> dict:
     out = run_cli(["run", str(spec_path), "--store", store_uri])
     if out["rc"] != 0:
         raise RuntimeError(f"transfer-sweep run failed (exit {out['rc']}):\n" + "\n".join(out["output"][-30:]))
@@ -245,7 +263,7 @@ def run_sweep(spec_path: Path, plan: Plan, store_uri: str) -> dict:
     return {"wall": out["wall"], "startup": first - out["t0"], "ray_up": out["ray_up"],
             "span": last - first, "shutdown": out["end"] - last, "killed": out["leftovers_killed"],
             "tune_end": (out["summary"] - last) if out["summary"] else float("nan"), "cpu": out["cpu"],
-            "procs": out["training_processes"]}
+            "procs": out["training_processes"], "trials": tune_trials(spec, store_uri)}
 
 
 def results_of(store_uri: str, plan: Plan) -> tuple[dict[str, float], float]:
@@ -280,7 +298,7 @@ def main() -> None:
         for i, pair in enumerate(order):
             for arm in pair:
                 store_uri = str(work / f"store-{arm}{i}")
-                r = run_bare_cli(spec_path, store_uri) if arm == "A" else run_sweep(spec_path, plan, store_uri)
+                r = run_bare_cli(spec_path, store_uri) if arm == "A" else run_sweep(spec_path, spec, plan, store_uri)
                 runs[arm].append(r)
                 top1, r["train_wall"] = results_of(store_uri, plan)
                 tops[arm].append(top1)
@@ -323,10 +341,62 @@ def main() -> None:
         parts = ", ".join(f"{k} {v:.1f}" for k, v in sorted(cpu[arm].items(), key=lambda kv: -kv[1]))
         procs = sorted({r["procs"] for r in runs[arm]})
         print(f"  {arm}: total {total[arm]:.1f} = {parts}; processes that trained: {procs}")
+    print_breakdown(runs)
     after_ray = (med["B"]["wall"] - ray_up) / med["A"]["wall"]
-    print(f"RATIO overhead={med['B']['wall'] / med['A']['wall']:.2f} (target <= 1.10) "
+    print(f"RATIO overhead={med['B']['wall'] / med['A']['wall']:.2f} (target <= 1.05) "
           f"excluding_ray_startup={after_ray:.2f} span={med['B']['span'] / med['A']['span']:.2f} "
           f"cpu={total['B'] / total['A']:.2f}")
+
+
+BREAKDOWN = (  # (label, how one trial's figure is read from its record; None where an arm has no such step)
+    ("waiting for a slot after the previous trial", "gap"),
+    ("slot -> attempt running (task or process start)", "task_start"),
+    ("imports (torch, training code)", "s_import"),
+    ("store: is it committed already?", "s_lookup"),
+    ("data load (memo, cache or store)", "s_data"),
+    ("store: base weights read", "s_base_weights"),
+    ("build + transplant", "s_build"),
+    ("train() (evaluations, checkpoints included)", "s_train"),
+    ("store: commit (weights, curve, row)", "s_commit"),
+    ("result reporting (tune.report)", "s_report"),
+)
+
+
+def per_trial(trials: list[dict]) -> list[dict]:
+    """Each trial's breakdown figures: its own phases, plus the wait its slot (Tune actor, or pool
+    process) had between the previous trial's end and this one's start."""
+    out = []
+    by_slot: dict[str, list[dict]] = {}
+    for t in trials:
+        by_slot.setdefault(str(t["slot"]), []).append(t)
+    for slot_trials in by_slot.values():
+        slot_trials.sort(key=lambda t: t["start"])
+        for prev, t in zip([None, *slot_trials], slot_trials):
+            figures = {k: t.get(k, 0.0) for _, k in BREAKDOWN if k.startswith("s_")}
+            figures["task_start"] = t["t_attempt_start"] - t["t_slot_start"] if "t_slot_start" in t else 0.0
+            figures["gap"] = (t["start"] - prev["end"]) if prev is not None else None
+            out.append(figures)
+    return out
+
+
+def print_breakdown(runs: dict[str, list[dict]]) -> None:
+    """Mean seconds per trial of every step, both arms side by side (all runs of an arm pooled)."""
+    print("\nper trial, mean seconds (all runs of an arm pooled):")
+    print(f"{'':<50}{'A bare pool':>12}{'B transfer-sweep':>18}{'B - A':>8}")
+    totals = {"A": 0.0, "B": 0.0}
+    for label, k in BREAKDOWN:
+        means = {}
+        for arm in "AB":
+            values = [f[k] for r in runs[arm] for f in per_trial(r["trials"]) if f[k] is not None]
+            means[arm] = statistics.mean(values) if values else 0.0
+            totals[arm] += means[arm] if k != "s_train" else 0.0
+        print(f"{label:<50}{means['A']:>10.2f} s{means['B']:>16.2f} s{means['B'] - means['A']:>+8.2f}")
+    print(f"{'outside train(), in all':<50}{totals['A']:>10.2f} s{totals['B']:>16.2f} s"
+          f"{totals['B'] - totals['A']:>+8.2f}")
+    for arm in "AB":
+        slots = sorted({len({t['slot'] for t in r['trials']}) for r in runs[arm]})
+        print(f"  {arm}: slots that ran trials per run {slots}; processes that trained per run "
+              f"{sorted({r['procs'] for r in runs[arm]})}")
 
 
 def cpu_by_kind(runs: list[dict]) -> dict[str, float]:

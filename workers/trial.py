@@ -17,12 +17,14 @@ Debug entry: python -m workers.trial SETTINGS.json --store URI [--stop-after K]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
 import sys
+import time
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Iterator
 
 import safetensors.torch
 import torch
@@ -141,33 +143,65 @@ def result_row(settings: TrialSettings, outcome: TrainOutcome, weights_sha256: s
     }
 
 
+PHASES = ("lookup", "data", "base weights", "build", "train", "commit")  # what run_trial's timings name
+
+
+@contextlib.contextmanager
+def _phase(timings: dict[str, float] | None, name: str) -> Iterator[None]:
+    """Add the block's wall seconds to timings[name] (when timings is given)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if timings is not None:
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
 def run_trial(settings: TrialSettings, store: st.Store, report: Callable[[dict], None] | None = None,
-              stop_after: int | None = None) -> dict:
+              stop_after: int | None = None, timings: dict[str, float] | None = None) -> dict:
     """Run one trial to its committed result row (or return the row already committed).
 
     `report` receives metrics after each evaluation; `stop_after` is for tests (see train.train).
+    `timings`, when given, receives the wall seconds of each phase (PHASES; bench/overhead.py).
     """
-    key = settings.key
-    existing = records.read_result(store, key)
+    with _phase(timings, "lookup"):
+        existing = records.read_result(store, settings.key)
     if existing is not None:
         return existing
+    return _train_and_commit(settings, store, report, stop_after, timings)
+
+
+def _train_and_commit(settings: TrialSettings, store: st.Store, report: Callable[[dict], None] | None,
+                      stop_after: int | None, timings: dict[str, float] | None) -> dict:
+    key = settings.key
     _check_treatment(settings)
     root = settings.rng_root
     if root is None:
         raise ValueError(f"trial {key}: settings of protocol {settings.protocol} carry no rng_root, so its draws "
                          "cannot be made from what the network is: plan the sweep again")
     torch.set_num_threads(settings.runtime.threads)
-    data = load_half(settings.dataset, settings.split, settings.target_half, store, settings.data,
-                     list(settings.classes) if settings.classes else None)
-    base = load_base_weights(store, settings.base_key) if settings.base_key else None
-    store_folder = store.local_path()  # a factory's code is never imported from a store folder
-    model = build_network(settings.model, torch.Generator().manual_seed(derive_seed(root, "build")),
-                          refused_roots=(store_folder,) if store_folder else ())
-    transplant(model, base, settings.n, settings.frozen,
-               torch.Generator().manual_seed(derive_seed(root, "init")),
-               cut_points_of(settings.model), settings.model.frozen_bn)
-    outcome = train(model, data, settings, store, seed=derive_seed(root, "train"),
-                    report=report, stop_after=stop_after)
+    with _phase(timings, "data"):
+        data = load_half(settings.dataset, settings.split, settings.target_half, store, settings.data,
+                         list(settings.classes) if settings.classes else None)
+    with _phase(timings, "base weights"):
+        base = load_base_weights(store, settings.base_key) if settings.base_key else None
+    with _phase(timings, "build"):
+        store_folder = store.local_path()  # a factory's code is never imported from a store folder
+        model = build_network(settings.model, torch.Generator().manual_seed(derive_seed(root, "build")),
+                              refused_roots=(store_folder,) if store_folder else ())
+        transplant(model, base, settings.n, settings.frozen,
+                   torch.Generator().manual_seed(derive_seed(root, "init")),
+                   cut_points_of(settings.model), settings.model.frozen_bn)
+    with _phase(timings, "train"):
+        outcome = train(model, data, settings, store, seed=derive_seed(root, "train"),
+                        report=report, stop_after=stop_after)
+    with _phase(timings, "commit"):
+        return _commit(settings, store, outcome)
+
+
+def _commit(settings: TrialSettings, store: st.Store, outcome: TrainOutcome) -> dict:
+    """Commit a finished training's weights (bases), curve and row; drop its checkpoints."""
+    key = settings.key
     weights_sha256 = None
     if settings.treatment == "base":  # before the result: see module doc
         weights_sha256 = _commit_base_weights(store, key, outcome.state_dict)

@@ -21,6 +21,7 @@ import importlib.util
 import logging
 import os
 import re
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -29,13 +30,14 @@ from typing import Callable, Optional
 
 import ray
 from ray import tune
+from ray.tune import tune as tune_entry
 from ray.tune.execution import class_cache
 
 from orchestrator.errors import EXIT_FAILED, UsageError, print_error
 from orchestrator.execution.feasibility import autoscaler_node_types, judge, live_nodes, trial_demand
 from orchestrator.execution.searcher import DependencySearcher
 from orchestrator.execution.session import connect
-from orchestrator.execution.trainable import _trainable, named_trial_actor
+from orchestrator.execution.trainable import _trainable, slot_actor
 from orchestrator.execution.watchdog import Watchdog
 from orchestrator.spec.plan import Plan, PlannedTrial
 from orchestrator.spec.schema import SweepSpec
@@ -90,6 +92,29 @@ def _no_tune_runtime_env():
         class_cache.DEFAULT_ENV_VARS.update(saved)
 
 
+@contextlib.contextmanager
+def _tune_start_up_trimmed():
+    """Two costs of Tune's start-up that buy this driver nothing (bench/overhead.py measured both, on a
+    2-core machine: 3.2 s from `fit()` to the first trial, 0.3 s without them):
+    - Tune's default TensorBoard logger imports tensorboardX, which imports torch when it can (only to
+      accept torch tensors as values, and the driver logs floats): 2.6 s, and the driver would hold
+      torch. tensorboardX is imported here with torch hidden, so it takes numpy arrays only.
+    - Tune's usage telemetry imports every logger integration it knows to count the callbacks, mlflow
+      among them where it is installed (1.3 s); the count is not recorded."""
+    if "tensorboardX" not in sys.modules and "torch" not in sys.modules:
+        sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` raises ImportError
+        try:
+            import tensorboardX  # noqa: F401, PLC0415 (imported once, without torch)
+        finally:
+            del sys.modules["torch"]
+    saved = tune_entry.air_usage.tag_callbacks
+    tune_entry.air_usage.tag_callbacks = lambda callbacks: False
+    try:
+        yield
+    finally:
+        tune_entry.air_usage.tag_callbacks = saved
+
+
 def tune_storage(spec: SweepSpec) -> str:
     """Where Tune keeps its experiment state and the driver its log: always the driver's own disk
     (~/ray_results/transfer-sweep/<sweep>-<store hash>), never the store. Tune's state is pickles, and a
@@ -100,7 +125,9 @@ def tune_storage(spec: SweepSpec) -> str:
 
 
 def _trainable_with_resources(spec: SweepSpec):
-    cls = tune.with_resources(named_trial_actor(_trainable), {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
+    # an empty head bundle: the slot actor holds nothing; the attempt task gets the trial's CPUs and GPUs
+    bundle = {"CPU": spec.resources.cpus, "GPU": spec.resources.gpus}
+    cls = tune.with_resources(slot_actor(_trainable), tune.PlacementGroupFactory([{}, bundle]))
     cls.__name__ = cls.__qualname__ = "TransferTrial"  # the dashboard's Class column (Ray shows the qualname)
     return cls
 
@@ -149,8 +176,8 @@ def _new_tuner(spec: SweepSpec, searcher: DependencySearcher, num_samples: int,
     return tune.Tuner(
         _trainable_with_resources(spec),
         tune_config=tune.TuneConfig(
-            # one actor per trial: its repr, fixed at creation, names the trial in the dashboard
-            search_alg=searcher, num_samples=num_samples, reuse_actors=False,
+            # slots are reused; each trial's attempt is a task named after it (trainable.py)
+            search_alg=searcher, num_samples=num_samples, reuse_actors=True,
             max_concurrent_trials=spec.max_concurrent,
             trial_name_creator=lambda t: t.config["settings"]["name"],
             trial_dirname_creator=lambda t: trial_dirname(t.config["settings"]["name"], t.config["settings"]["key"])),
@@ -216,11 +243,12 @@ def run_plan(plan: Plan, sweep: Sweep, address: Optional[str] = None, hooks: Opt
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(2, min(len(keys - done), 100))))
     todo = [t for t in plan.trials if t.key not in done]
     # a fresh id per run: each run gives every trial the full retry budget again
-    searcher = DependencySearcher(todo, done, sweep.ref, run=uuid.uuid4().hex[:12], retries=spec.retries)
+    searcher = DependencySearcher(todo, done, sweep.ref, run=uuid.uuid4().hex[:12], retries=spec.retries,
+                                  resources=(spec.resources.cpus, spec.resources.gpus))
     watchdog = Watchdog(ray.get_runtime_context().gcs_address, demand, hooks.on_lost or _exit_lost,
                         scale_seconds=spec.resources.scale_timeout if verdict.kind == "scale" else None,
                         waiting_for=verdict.line)
-    with watchdog, _credentials_hidden_from_tune(), _no_tune_runtime_env():
+    with watchdog, _credentials_hidden_from_tune(), _no_tune_runtime_env(), _tune_start_up_trimmed():
         _new_tuner(spec, searcher, len(todo), [*hooks.callbacks, *tracking]).fit()
     committed = committed_keys(store) & keys
     summary.completed = len(committed) - len(done)

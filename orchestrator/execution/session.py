@@ -21,7 +21,7 @@ RAY_TMP_ENV = "TRANSFER_SWEEP_RAY_TMP"  # a short temp dir for a private Ray (so
 # dashboard names actors after their trial, and Ray fixes that name when one starts), so without this
 # every trial would pay for importing Tune and torch (~2 s here). Cluster nodes get the same list
 # through RAY_preload_python_modules (cluster.yaml).
-PRELOAD_MODULES = ("ray.tune", "orchestrator.execution.trainable", "workers.trial")
+PRELOAD_MODULES = ("ray.tune", "orchestrator.execution.trainable")
 
 
 def connect(address: Optional[str], dashboard: bool = True,

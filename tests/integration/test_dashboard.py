@@ -2,9 +2,10 @@
 
 A sweep is submitted as a Ray Job to the session's token-auth head, as a user would; while its trials
 train, headless Chromium (Debian's `chromium`, driven by Playwright with `executable_path`: nothing is
-downloaded) logs in with the token and looks at the Actors page and the Job page, and the node's
-metrics export endpoint is read over HTTP. With TRANSFER_SWEEP_SCREENSHOTS=<folder> the pages are
-saved there (docs/img holds the ones the README shows).
+downloaded) logs in with the token, looks at the Actors page (the trial slots) and the Job page, and
+asks the dashboard's State API for the tasks (each trial's attempt, by name); the node's metrics
+export endpoint is read over HTTP. With TRANSFER_SWEEP_SCREENSHOTS=<folder> the pages are saved there
+(docs/img holds the ones the README shows).
 """
 from __future__ import annotations
 
@@ -99,11 +100,20 @@ def test_a_running_sweep_is_readable_in_the_dashboard_and_its_metrics(ray_head, 
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 900})
             _log_in(page, f"{url}/#/actors", ray_head.env["RAY_AUTH_TOKEN"])
-            # the Actors table names each running trial (repr column) with its key: searchable, not anonymous
-            label = next(f"{name} [{key}]" for name, key in names.items())
-            page.get_by_text(label, exact=True).first.wait_for(timeout=60_000)
-            assert page.get_by_text("TransferTrial").count() >= 1
+            # trial slots are reused Tune actors of class TransferTrial (trainable.py)
+            page.get_by_text("TransferTrial").first.wait_for(timeout=60_000)
             page.screenshot(path=str(shots / "dashboard-actors.png"))
+
+            # each running trial's attempt is a task named after the trial, with its key (searchable, not
+            # anonymous): asked of the dashboard's State API, with the browser's logged-in session
+            labels = {f"{name} [{key}]" for name, key in names.items()}
+
+            def named_tasks():
+                answer = page.request.get(f"{url}/api/v0/tasks?limit=1000&detail=1")
+                tasks = answer.json().get("data", {}).get("result", {}).get("result", []) if answer.ok else []
+                seen = {t.get("name") for t in tasks}
+                return seen if labels & seen else None
+            assert labels & wait_for(named_tasks, 60, "a trial's task in the dashboard's task list", every=2)
 
             # the Job page: the driver's log carries the sweep's progress lines
             page.goto(f"{url}/#/jobs/{job_id}")

@@ -43,7 +43,8 @@ def test_the_config_is_complete_settings_and_the_stores_reference():
     plan = _plan()
     searcher = DependencySearcher(list(plan.trials), set(), STORE, run="r1", retries=3)
     config = searcher.suggest("t0")
-    assert config == {"settings": plan.bases[0].settings.to_dict(), "store": STORE, "run": "r1", "retries": 3}
+    assert config == {"settings": plan.bases[0].settings.to_dict(), "store": STORE, "run": "r1", "retries": 3,
+                      "cpus": 1.0, "gpus": 0.0}
 
 
 def test_committed_bases_release_their_dependents_at_once_and_nothing_is_handed_out_twice():
