@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import heapq
 import logging
 import os
 import shutil
@@ -93,15 +94,16 @@ class BarrierSearcher(schedule.DependencySearcher):
         super().__init__(trials, *args, **kwargs)
         self.stage1 = {t.key for t in trials if t.base_key is None}
 
-    def suggest(self, trial_id: str):
-        first = [i for i, t in enumerate(self.pending) if t.base_key is None]
-        if first:
-            trial = self.pending.pop(first[0])
-            self.running[trial_id] = trial.key
-            return {"settings": trial.settings.to_dict(), "store": self.store, "run": self.run, "retries": self.retries}
-        if self.stage1 & set(self.running.values()):
+    def _next_ready(self):
+        stage1 = [entry for entry in self._ready if entry[1].base_key is None]
+        if stage1:  # the first dependency-free trial in plan order
+            first = min(stage1, key=lambda e: e[0])
+            self._ready.remove(first)
+            heapq.heapify(self._ready)
+            return first[1]
+        if self.stage1 - self.done - self.failed:
             return None  # the barrier: stage 1 still running
-        return super().suggest(trial_id)
+        return super()._next_ready()
 
 
 def make_sleeper(durations: dict[str, float]):

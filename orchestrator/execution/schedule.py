@@ -95,7 +95,7 @@ def _no_tune_runtime_env():
 @contextlib.contextmanager
 def _tune_start_up_trimmed():
     """Two costs of Tune's start-up that buy this driver nothing (bench/overhead.py measured both, on a
-    2-core machine: 3.2 s from `fit()` to the first trial, 0.3 s without them):
+    2-core machine: 3.2 s from `fit()` to the first trial, 0.01 s without them):
     - Tune's default TensorBoard logger imports tensorboardX, which imports torch when it can (only to
       accept torch tensors as values, and the driver logs floats): 2.6 s, and the driver would hold
       torch. tensorboardX is imported here with torch hidden, so it takes numpy arrays only.

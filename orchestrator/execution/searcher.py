@@ -36,36 +36,36 @@ class DependencySearcher(Searcher):
         self.cpus, self.gpus = resources
         self._ready: list[tuple[int, PlannedTrial]] = []  # heap by plan position
         self._waiting: dict[str, list[tuple[int, PlannedTrial]]] = defaultdict(list)  # base key -> dependents
-        for position, trial in enumerate(trials):
-            self._add(position, trial)
+        for position, trial in enumerate(trials):  # every base is pending or done: none has failed yet
+            if trial.base_key is None or trial.base_key in self.done:
+                heapq.heappush(self._ready, (position, trial))
+            else:
+                self._waiting[trial.base_key].append((position, trial))
 
     @property
     def pending(self) -> list[PlannedTrial]:
-        """Every trial not yet handed out nor blocked, in plan order."""
+        """Every trial not yet handed out nor blocked, in plan order (a copy)."""
         entries = [*self._ready, *(e for waiting in self._waiting.values() for e in waiting)]
         return [trial for _, trial in sorted(entries, key=lambda e: e[0])]
 
-    def _add(self, position: int, trial: PlannedTrial) -> None:
-        if trial.base_key is None or trial.base_key in self.done:
-            heapq.heappush(self._ready, (position, trial))
-        elif trial.base_key in self.failed:
-            self._block(trial)
-        else:
-            self._waiting[trial.base_key].append((position, trial))
+    def _next_ready(self) -> PlannedTrial | None:
+        """Take the ready trial to hand out next (the first in plan order), or None to hand out nothing
+        now. The one choice a variant of this searcher overrides (bench/scheduling.py's barrier)."""
+        return heapq.heappop(self._ready)[1] if self._ready else None
 
-    def _block(self, trial: PlannedTrial) -> None:
-        """A trial whose base failed for good can never run, nor can anything waiting for it."""
-        self.blocked.append(trial)
-        for _, dependent in self._waiting.pop(trial.key, []):
-            self._block(dependent)
+    def _block_waiting_on(self, key: str) -> None:
+        """Trials waiting for `key`, which failed for good, can never run, nor can anything waiting for them."""
+        for _, trial in self._waiting.pop(key, []):
+            self.blocked.append(trial)
+            self._block_waiting_on(trial.key)
 
     def suggest(self, trial_id: str):
-        if self._ready:
-            _, trial = heapq.heappop(self._ready)
+        trial = self._next_ready()
+        if trial is not None:
             self.running[trial_id] = trial.key
             return {"settings": trial.settings.to_dict(), "store": self.store, "run": self.run,
                     "retries": self.retries, "cpus": self.cpus, "gpus": self.gpus}
-        if not self._waiting:
+        if not self._ready and not self._waiting:
             return Searcher.FINISHED
         return None
 
@@ -82,5 +82,4 @@ class DependencySearcher(Searcher):
                 heapq.heappush(self._ready, entry)
         else:
             self.failed.add(key)
-            for _, dependent in self._waiting.pop(key, []):
-                self._block(dependent)
+            self._block_waiting_on(key)

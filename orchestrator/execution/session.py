@@ -17,10 +17,11 @@ import ray
 from orchestrator.execution.driver_log import route_ray_output
 
 RAY_TMP_ENV = "TRANSFER_SWEEP_RAY_TMP"  # a short temp dir for a private Ray (socket paths are limited)
-# What Ray's idle worker processes import before any work comes: each trial runs in a fresh actor (the
-# dashboard names actors after their trial, and Ray fixes that name when one starts), so without this
-# every trial would pay for importing Tune and torch (~2 s here). Cluster nodes get the same list
-# through RAY_preload_python_modules (cluster.yaml).
+# What Ray's idle worker processes import before any work comes: Tune and the trainable, so that a
+# trial slot (a reused Tune actor, trainable.py) starts warm. Not torch: attempts run on workers that
+# stay warm from trial to trial and import it once, at their first trial, and the idle workers that
+# never train (Ray prestarts one per CPU) no longer spend ~2 s of CPU each on it (bench/overhead.py).
+# Cluster nodes get the same list through RAY_preload_python_modules (Dockerfile).
 PRELOAD_MODULES = ("ray.tune", "orchestrator.execution.trainable")
 
 
